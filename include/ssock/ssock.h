@@ -1,0 +1,346 @@
+/*
+ * ssock — secure server sockets for C.
+ *
+ * Conventions that hold for every function in this header unless its own
+ * comment says otherwise:
+ *
+ *  - Status: functions return 0 on success or a negative code. Library codes
+ *    are the SSOCK_E* constants below (all <= -1000); a failed system call
+ *    returns the negated errno (for example -EADDRINUSE, -EMFILE,
+ *    -ECONNRESET). ssock_strerror() and ssock_err_name() describe any code.
+ *    The library never prints and never changes signal dispositions.
+ *  - Timeouts are `int` milliseconds, measured on the monotonic clock.
+ *    SSOCK_WAIT_FOREVER (0) means "no limit"; a negative timeout is rejected
+ *    with SSOCK_EBADTIMEOUT.
+ *  - Ownership: the library allocates every handle. A handle stays valid
+ *    after it is closed, so a second close is reported (SSOCK_ECLOSED)
+ *    instead of crashing; the matching *_free() releases the handle and is a
+ *    no-op on NULL. A failed open or accept leaves nothing behind.
+ *  - Threads: a handle is used by one thread at a time, with one exception:
+ *    ssock_server_close() and ssock_socket_close() may be called from any
+ *    thread at any time while the handle is alive, and wake a thread blocked
+ *    on that handle (and, for a server, every thread blocked on a socket
+ *    accepted from it) within 100 ms. *_free() must not race with other
+ *    calls on the same handle. The library has no global mutable state and
+ *    needs no init call.
+ *  - Descriptors are close-on-exec; writes never raise SIGPIPE.
+ */
+#ifndef SSOCK_SSOCK_H
+#define SSOCK_SSOCK_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(SSOCK_STATIC)
+#define SSOCK_API
+#elif defined(__GNUC__)
+#define SSOCK_API __attribute__((visibility("default")))
+#else
+#define SSOCK_API
+#endif
+
+#if defined(__GNUC__)
+#define SSOCK_NODISCARD __attribute__((warn_unused_result))
+#else
+#define SSOCK_NODISCARD
+#endif
+
+/* ------------------------------------------------------------------ */
+/* Version                                                             */
+/* ------------------------------------------------------------------ */
+
+#define SSOCK_VERSION_MAJOR 0
+#define SSOCK_VERSION_MINOR 1
+#define SSOCK_VERSION_PATCH 0
+#define SSOCK_VERSION_STRING "0.1.0"
+
+/** Version of the library actually linked, as "MAJOR.MINOR.PATCH". */
+SSOCK_API const char *ssock_version_string(void);
+
+/* ------------------------------------------------------------------ */
+/* Constants (values of the documented TotalCross ServerSocket API)    */
+/* ------------------------------------------------------------------ */
+
+/** Wait without a time limit (accept and socket timeouts). */
+#define SSOCK_WAIT_FOREVER 0
+/** Default accept() timeout: DEFAULT_SOTIMEOUT. */
+#define SSOCK_DEFAULT_ACCEPT_TIMEOUT_MS 10000
+/** Default listen backlog: DEFAULT_BACKLOG. */
+#define SSOCK_DEFAULT_BACKLOG 100
+/** Default read timeout of an accepted socket. */
+#define SSOCK_DEFAULT_READ_TIMEOUT_MS 5000
+/** Default write timeout of an accepted socket. */
+#define SSOCK_DEFAULT_WRITE_TIMEOUT_MS 2000
+/** Longest text ssock_server_host() / ssock_socket_peer_host() return,
+ * including the terminating NUL (an IPv6 address with a zone id). */
+#define SSOCK_HOST_MAX 64
+
+/* ------------------------------------------------------------------ */
+/* Errors                                                              */
+/* ------------------------------------------------------------------ */
+
+/*
+ * XX(name, value, message). Codes are only ever appended; values never
+ * change. System errors are not listed: they are -errno.
+ */
+#define SSOCK_ERROR_MAP(XX)                                                   \
+    XX(EINVAL, -1000, "invalid argument (NULL handle or output pointer)")    \
+    XX(EBADPORT, -1001, "port must be between 0 and 65535")                  \
+    XX(EBADTIMEOUT, -1002, "timeout must be >= 0 ms (0 waits forever)")      \
+    XX(EBADBACKLOG, -1003, "backlog must be a positive number")              \
+    XX(EBADADDR, -1004, "address is empty or malformed")                     \
+    XX(ERESOLVE, -1005, "address could not be resolved")                     \
+    XX(ENOMEM, -1006, "out of memory")                                       \
+    XX(ETIMEOUT, -1007, "operation timed out")                               \
+    XX(ECLOSED, -1008, "handle is already closed")                           \
+    XX(ESERVERCLOSED, -1009,                                                 \
+       "I/O error: the server this socket was accepted from is closed")      \
+    XX(EOF, -1010, "end of stream: the peer closed the connection")          \
+    XX(ENOBACKEND, -1011, "TLS backend not built into this library")         \
+    XX(EFILE, -1012, "certificate, key or CA file cannot be read")           \
+    XX(ECERTPARSE, -1013, "certificate, key or CA could not be parsed")      \
+    XX(EKEYMISMATCH, -1014, "private key does not match the certificate")    \
+    XX(ECERTTIME, -1015, "certificate is expired or not yet valid")          \
+    XX(EVERSION, -1016, "TLS version not supported by this backend")         \
+    XX(ETLSCONFIG, -1017, "invalid TLS configuration")                       \
+    XX(ETLS, -1018, "TLS protocol error")                                    \
+    XX(ENOTTLS, -1019, "not a TLS socket")
+
+/** Status codes. 0 is success; see SSOCK_ERROR_MAP for the messages. */
+enum ssock_status {
+    SSOCK_OK = 0,
+#define SSOCK__ERR_ENUM(name, value, msg) SSOCK_##name = (value),
+    SSOCK_ERROR_MAP(SSOCK__ERR_ENUM)
+#undef SSOCK__ERR_ENUM
+};
+
+/**
+ * Human-readable text for any status: an SSOCK_E* code, 0, or a negated
+ * errno. Never NULL, never allocates, thread-safe; unknown codes give
+ * "unknown error".
+ */
+SSOCK_API const char *ssock_strerror(int status);
+
+/**
+ * Symbolic name of a status: "SSOCK_ETIMEOUT", "EADDRINUSE", "SSOCK_OK".
+ * Never NULL; unknown codes give "UNKNOWN".
+ */
+SSOCK_API const char *ssock_err_name(int status);
+
+/* ------------------------------------------------------------------ */
+/* Server                                                              */
+/* ------------------------------------------------------------------ */
+
+/** A listening socket (TotalCross ServerSocket). Opaque. */
+typedef struct ssock_server ssock_server;
+/** A connection accepted from a server (TotalCross Socket). Opaque. */
+typedef struct ssock_socket ssock_socket;
+
+/**
+ * Everything a server is opened with. Always fill it with
+ * ssock_server_options_init() first, then change fields: later versions
+ * append fields that the init function gives safe defaults.
+ */
+typedef struct ssock_server_options {
+    /** 0..65535; 0 picks an ephemeral port (read it back with
+     * ssock_server_local_port()). */
+    int port;
+    /** accept() timeout in ms, >= 0; SSOCK_WAIT_FOREVER waits forever. */
+    int accept_timeout_ms;
+    /** listen() backlog, > 0. */
+    int backlog;
+    /**
+     * Local address to bind, or NULL for every interface (dual-stack "::"
+     * with IPV6_V6ONLY off, or "0.0.0.0" where IPv6 is unavailable).
+     * Accepts IPv4 literals, IPv6 literals with or without brackets and
+     * with an optional zone id ("fe80::1%eth0"), and host names, which are
+     * resolved with getaddrinfo(); every result is tried in order. Copied;
+     * need not outlive the call.
+     */
+    const char *addr;
+    /** Read timeout given to each accepted socket, ms, >= 0. */
+    int read_timeout_ms;
+    /** Write timeout given to each accepted socket, ms, >= 0. */
+    int write_timeout_ms;
+} ssock_server_options;
+
+/** Fill `opts` with the defaults: port 0, DEFAULT accept timeout, backlog
+ * and socket timeouts, addr NULL. `opts` must not be NULL. */
+SSOCK_API void ssock_server_options_init(ssock_server_options *opts);
+
+/**
+ * Open a listening server. Arguments are checked in the order port,
+ * timeout, backlog, addr, before any system call. SO_REUSEADDR is set.
+ *
+ * @param out   receives the handle on success, NULL on failure.
+ * @return 0; SSOCK_EINVAL (NULL `out` or `opts`); SSOCK_EBADPORT;
+ *         SSOCK_EBADTIMEOUT (accept, read or write timeout < 0);
+ *         SSOCK_EBADBACKLOG; SSOCK_EBADADDR (empty string);
+ *         SSOCK_ERESOLVE (host name unknown); SSOCK_ENOMEM; or -errno from
+ *         socket/bind/listen (-EADDRINUSE, -EACCES, -EADDRNOTAVAIL,
+ *         -EMFILE, ...) for the last address tried.
+ * Blocks only while resolving a host name.
+ */
+SSOCK_API SSOCK_NODISCARD int
+ssock_server_open(ssock_server **out, const ssock_server_options *opts);
+
+/** ServerSocket(int port): defaults for everything else. */
+SSOCK_API SSOCK_NODISCARD int ssock_server_open_port(ssock_server **out,
+                                                     int port);
+/** ServerSocket(int port, int timeout). */
+SSOCK_API SSOCK_NODISCARD int
+ssock_server_open_timeout(ssock_server **out, int port, int timeout_ms);
+/** ServerSocket(int port, int timeout, String addr). */
+SSOCK_API SSOCK_NODISCARD int ssock_server_open_addr(ssock_server **out,
+                                                     int port, int timeout_ms,
+                                                     const char *addr);
+/** ServerSocket(int port, int timeout, int backlog, String addr). */
+SSOCK_API SSOCK_NODISCARD int
+ssock_server_open_backlog(ssock_server **out, int port, int timeout_ms,
+                          int backlog, const char *addr);
+
+/**
+ * Wait for and accept one connection (ServerSocket.accept()).
+ *
+ * Blocks for at most the server's accept timeout (forever for
+ * SSOCK_WAIT_FOREVER). Interrupted waits (EINTR) continue with the time
+ * left; connections that vanish before they are accepted (ECONNABORTED)
+ * are skipped inside the same deadline.
+ *
+ * @param out receives the new socket, or NULL whenever the result is not 0.
+ * @return 0; SSOCK_ETIMEOUT ("nothing": the timeout passed with no
+ *         connection); SSOCK_ECLOSED (the server is closed, or was closed
+ *         by another thread during the wait); SSOCK_EINVAL; SSOCK_ENOMEM;
+ *         -EMFILE / -ENFILE (out of descriptors: the pending connection is
+ *         shed, the server stays usable and accepts again once descriptors
+ *         are free; never spins); or another -errno.
+ * Thread: one accepting thread per server.
+ */
+SSOCK_API SSOCK_NODISCARD int ssock_server_accept(ssock_server *server,
+                                                  ssock_socket **out);
+
+/**
+ * The address actually bound, as numeric text without brackets ("::",
+ * "0.0.0.0", "127.0.0.1", "::1", "fe80::1%eth0"). Valid until
+ * ssock_server_free(); still answers after close. NULL for a NULL server.
+ */
+SSOCK_API const char *ssock_server_host(const ssock_server *server);
+
+/** The port actually bound (the ephemeral one when 0 was asked for), or
+ * SSOCK_EINVAL for a NULL server. Still answers after close. */
+SSOCK_API int ssock_server_local_port(const ssock_server *server);
+
+/** The accept timeout in ms the server was opened with. */
+SSOCK_API int ssock_server_accept_timeout(const ssock_server *server);
+
+/**
+ * Close the listening socket (ServerSocket.close()).
+ *
+ * Safe from any thread. A thread blocked in ssock_server_accept() returns
+ * SSOCK_ECLOSED within 100 ms. Every socket accepted from this server and
+ * still open fails each later read and write with SSOCK_ESERVERCLOSED (the
+ * documented IOException); a thread blocked in read or write on one wakes
+ * within 100 ms with that code. Those socket handles stay valid until their
+ * owner frees them.
+ *
+ * @return 0, SSOCK_ECLOSED if already closed, SSOCK_EINVAL for NULL.
+ */
+SSOCK_API int ssock_server_close(ssock_server *server);
+
+/**
+ * Close the server if still open and release the handle. No-op on NULL.
+ * Sockets accepted from it stay valid (and failing) until freed.
+ */
+SSOCK_API void ssock_server_free(ssock_server *server);
+
+/** errno of the last failed system call on this server, 0 if none. */
+SSOCK_API int ssock_server_last_os_error(const ssock_server *server);
+
+/** The listening descriptor, for event loops (poll for POLLIN, then call
+ * accept with the server's timeout), or -1 once closed. Do not close it. */
+SSOCK_API int ssock_server_fd(const ssock_server *server);
+
+/* ------------------------------------------------------------------ */
+/* Accepted sockets                                                    */
+/* ------------------------------------------------------------------ */
+
+/**
+ * Read what is available, at most `len` bytes (len > 0); waits up to the
+ * read timeout for the first byte.
+ *
+ * @param nread receives the number of bytes read (0 whenever the result is
+ *              not 0).
+ * @return 0 with *nread >= 1; SSOCK_EOF (peer closed its side);
+ *         SSOCK_ETIMEOUT (nothing arrived within the read timeout; the
+ *         socket stays usable); SSOCK_ECLOSED; SSOCK_ESERVERCLOSED;
+ *         SSOCK_EINVAL (NULL pointer or len 0); or -errno (-ECONNRESET).
+ */
+SSOCK_API SSOCK_NODISCARD int ssock_socket_read(ssock_socket *sock, void *buf,
+                                                size_t len, size_t *nread);
+
+/**
+ * Write all `len` bytes, or fail. Each wait for buffer space is bounded by
+ * the write timeout (a peer that stops reading for that long makes the
+ * write fail). Never raises SIGPIPE.
+ *
+ * @param nwritten optional; receives the bytes handed to the kernel, also
+ *                 when the call fails part way.
+ * @return 0; SSOCK_ETIMEOUT; SSOCK_ECLOSED; SSOCK_ESERVERCLOSED;
+ *         SSOCK_EINVAL; or -errno (-EPIPE, -ECONNRESET).
+ */
+SSOCK_API SSOCK_NODISCARD int ssock_socket_write(ssock_socket *sock,
+                                                 const void *buf, size_t len,
+                                                 size_t *nwritten);
+
+/** Set the read timeout in ms (>= 0, 0 waits forever).
+ * @return 0, SSOCK_EBADTIMEOUT, SSOCK_EINVAL. */
+SSOCK_API int ssock_socket_set_read_timeout(ssock_socket *sock,
+                                            int timeout_ms);
+/** Set the write timeout in ms (>= 0, 0 waits forever).
+ * @return 0, SSOCK_EBADTIMEOUT, SSOCK_EINVAL. */
+SSOCK_API int ssock_socket_set_write_timeout(ssock_socket *sock,
+                                             int timeout_ms);
+/** Current read timeout in ms, or SSOCK_EINVAL for NULL. */
+SSOCK_API int ssock_socket_read_timeout(const ssock_socket *sock);
+/** Current write timeout in ms, or SSOCK_EINVAL for NULL. */
+SSOCK_API int ssock_socket_write_timeout(const ssock_socket *sock);
+
+/** The peer's address as numeric text (IPv4-mapped peers of a dual-stack
+ * server are shown as plain IPv4). Valid until free; NULL for NULL. */
+SSOCK_API const char *ssock_socket_peer_host(const ssock_socket *sock);
+/** The peer's port, or SSOCK_EINVAL for NULL. */
+SSOCK_API int ssock_socket_peer_port(const ssock_socket *sock);
+/** The local port of the connection, or SSOCK_EINVAL for NULL. */
+SSOCK_API int ssock_socket_local_port(const ssock_socket *sock);
+
+/**
+ * Shut down the write side (the peer reads end of stream); reading goes
+ * on. @return 0, SSOCK_ECLOSED, SSOCK_ESERVERCLOSED, SSOCK_EINVAL, -errno.
+ */
+SSOCK_API int ssock_socket_shutdown_write(ssock_socket *sock);
+
+/**
+ * Close the connection and release its descriptor. Safe from any thread:
+ * a thread blocked in read or write on this socket returns SSOCK_ECLOSED.
+ * @return 0; SSOCK_ECLOSED if already closed; SSOCK_EINVAL for NULL.
+ */
+SSOCK_API int ssock_socket_close(ssock_socket *sock);
+
+/** Close if still open and release the handle. No-op on NULL. */
+SSOCK_API void ssock_socket_free(ssock_socket *sock);
+
+/** The connection's descriptor for event loops, or -1 once closed. Poll it
+ * for readiness only; read and write through this API; do not close it. */
+SSOCK_API int ssock_socket_fd(const ssock_socket *sock);
+
+/** errno of the last failed system call on this socket, 0 if none. */
+SSOCK_API int ssock_socket_last_os_error(const ssock_socket *sock);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* SSOCK_SSOCK_H */

@@ -1,0 +1,487 @@
+/*
+ * The listening server: argument checks, bind, accept with a deadline, and
+ * close (which wakes accept and fails every socket accepted from it).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "addr.h"
+#include "internal.h"
+
+void ssock_server_options_init(ssock_server_options *opts)
+{
+    memset(opts, 0, sizeof(*opts));
+    opts->port = 0;
+    opts->accept_timeout_ms = SSOCK_DEFAULT_ACCEPT_TIMEOUT_MS;
+    opts->backlog = SSOCK_DEFAULT_BACKLOG;
+    opts->addr = NULL;
+    opts->read_timeout_ms = SSOCK_DEFAULT_READ_TIMEOUT_MS;
+    opts->write_timeout_ms = SSOCK_DEFAULT_WRITE_TIMEOUT_MS;
+}
+
+static int check_options(const ssock_server_options *o)
+{
+    if (o->port < 0 || o->port > 65535)
+        return SSOCK_EBADPORT;
+    if (o->accept_timeout_ms < 0 || o->read_timeout_ms < 0 ||
+        o->write_timeout_ms < 0)
+        return SSOCK_EBADTIMEOUT;
+    if (o->backlog <= 0)
+        return SSOCK_EBADBACKLOG;
+    if (o->addr != NULL && o->addr[0] == '\0')
+        return SSOCK_EBADADDR;
+    return 0;
+}
+
+static void set_port(struct sockaddr_storage *ss, int port)
+{
+    if (ss->ss_family == AF_INET)
+        ((struct sockaddr_in *)ss)->sin_port = htons((uint16_t)port);
+    else
+        ((struct sockaddr_in6 *)ss)->sin6_port = htons((uint16_t)port);
+}
+
+/* socket + options + bind + listen for one address; -errno on failure. */
+static int listen_on(const struct ssock__sys *sys, struct sockaddr_storage *ss,
+                     socklen_t len, int backlog, int *out_fd)
+{
+    int one = 1, zero = 0, rc = 0;
+    int fd = sys->socket(ss->ss_family,
+                         SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0)
+        return -errno;
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0)
+        goto fail;
+    /* Explicit: the system default (net.ipv6.bindv6only) may say otherwise. */
+    if (ss->ss_family == AF_INET6 &&
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero)) != 0)
+        goto fail;
+    if (sys->bind(fd, (struct sockaddr *)ss, len) != 0)
+        goto fail;
+    if (sys->listen(fd, backlog) != 0)
+        goto fail;
+    *out_fd = fd;
+    return 0;
+fail:
+    rc = -errno;
+    sys->close(fd);
+    return rc;
+}
+
+/* Try every candidate address in turn; the last error wins. */
+static int bind_any(const struct ssock__sys *sys, const ssock_server_options *o,
+                    int *out_fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = 0;
+    int rc;
+
+    if (o->addr == NULL) {
+        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+        memset(&ss, 0, sizeof(ss));
+        in6->sin6_family = AF_INET6;
+        in6->sin6_addr = in6addr_any;
+        in6->sin6_port = htons((uint16_t)o->port);
+        rc = listen_on(sys, &ss, sizeof(*in6), o->backlog, out_fd);
+        if (rc != -EAFNOSUPPORT && rc != -EADDRNOTAVAIL &&
+            rc != -EPROTONOSUPPORT)
+            return rc;
+        struct sockaddr_in *in4 = (struct sockaddr_in *)&ss;
+        memset(&ss, 0, sizeof(ss));
+        in4->sin_family = AF_INET;
+        in4->sin_addr.s_addr = htonl(INADDR_ANY);
+        in4->sin_port = htons((uint16_t)o->port);
+        return listen_on(sys, &ss, sizeof(*in4), o->backlog, out_fd);
+    }
+
+    rc = ssock__addr_parse_literal(o->addr, &ss, &len);
+    if (rc == 0) {
+        set_port(&ss, o->port);
+        return listen_on(sys, &ss, len, o->backlog, out_fd);
+    }
+    if (rc != SSOCK_ERESOLVE)
+        return rc;
+
+    struct addrinfo hints, *res = NULL;
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE;
+    int gai = getaddrinfo(o->addr, NULL, &hints, &res);
+    if (gai != 0) {
+        if (gai == EAI_MEMORY)
+            return SSOCK_ENOMEM;
+        if (gai == EAI_SYSTEM && errno != 0)
+            return -errno;
+        return SSOCK_ERESOLVE;
+    }
+    rc = SSOCK_ERESOLVE;
+    for (struct addrinfo *ai = res; ai != NULL; ai = ai->ai_next) {
+        if ((ai->ai_family != AF_INET && ai->ai_family != AF_INET6) ||
+            ai->ai_addrlen > sizeof(ss))
+            continue;
+        memcpy(&ss, ai->ai_addr, ai->ai_addrlen);
+        set_port(&ss, o->port);
+        rc = listen_on(sys, &ss, ai->ai_addrlen, o->backlog, out_fd);
+        if (rc == 0)
+            break;
+    }
+    freeaddrinfo(res);
+    return rc;
+}
+
+static int open_reserve(void)
+{
+    return open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
+int ssock__server_open_sys(ssock_server **out, const ssock_server_options *o,
+                           const struct ssock__sys *sys)
+{
+    ssock_server *srv = NULL;
+    int rc, fd = -1;
+
+    if (out == NULL)
+        return SSOCK_EINVAL;
+    *out = NULL;
+    if (o == NULL || sys == NULL)
+        return SSOCK_EINVAL;
+    rc = check_options(o);
+    if (rc != 0)
+        return rc;
+
+    srv = calloc(1, sizeof(*srv));
+    if (srv == NULL)
+        return SSOCK_ENOMEM;
+    srv->fd = -1;
+    srv->reserve_fd = -1;
+    srv->wake.rd = srv->wake.wr = -1;
+    srv->sys = sys;
+    srv->accept_timeout_ms = o->accept_timeout_ms;
+    srv->read_timeout_ms = o->read_timeout_ms;
+    srv->write_timeout_ms = o->write_timeout_ms;
+    atomic_init(&srv->refs, 1);
+    atomic_init(&srv->state, SSOCK__OPEN);
+    atomic_init(&srv->last_os_error, 0);
+    if (pthread_mutex_init(&srv->lock, NULL) != 0) {
+        free(srv);
+        return SSOCK_ENOMEM;
+    }
+    if (pthread_cond_init(&srv->idle, NULL) != 0) {
+        pthread_mutex_destroy(&srv->lock);
+        free(srv);
+        return SSOCK_ENOMEM;
+    }
+
+    rc = bind_any(sys, o, &fd);
+    if (rc != 0)
+        goto fail;
+    srv->fd = fd;
+
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0) {
+        rc = -errno;
+        goto fail;
+    }
+    ssock__addr_format((struct sockaddr *)&ss, srv->host, &srv->port);
+
+    rc = ssock__wake_open(&srv->wake);
+    if (rc != 0)
+        goto fail;
+    /* Best effort: without it EMFILE is still reported, just not shed. */
+    srv->reserve_fd = open_reserve();
+    *out = srv;
+    return 0;
+
+fail:
+    if (rc < 0 && rc > -4096)
+        atomic_store(&srv->last_os_error, -rc);
+    if (srv->fd >= 0)
+        sys->close(srv->fd);
+    ssock__wake_close(&srv->wake);
+    pthread_cond_destroy(&srv->idle);
+    pthread_mutex_destroy(&srv->lock);
+    free(srv);
+    return rc;
+}
+
+int ssock_server_open(ssock_server **out, const ssock_server_options *opts)
+{
+    return ssock__server_open_sys(out, opts, &ssock__sys_default);
+}
+
+int ssock_server_open_port(ssock_server **out, int port)
+{
+    ssock_server_options o;
+    ssock_server_options_init(&o);
+    o.port = port;
+    return ssock_server_open(out, &o);
+}
+
+int ssock_server_open_timeout(ssock_server **out, int port, int timeout_ms)
+{
+    ssock_server_options o;
+    ssock_server_options_init(&o);
+    o.port = port;
+    o.accept_timeout_ms = timeout_ms;
+    return ssock_server_open(out, &o);
+}
+
+int ssock_server_open_addr(ssock_server **out, int port, int timeout_ms,
+                           const char *addr)
+{
+    ssock_server_options o;
+    ssock_server_options_init(&o);
+    o.port = port;
+    o.accept_timeout_ms = timeout_ms;
+    o.addr = addr;
+    return ssock_server_open(out, &o);
+}
+
+int ssock_server_open_backlog(ssock_server **out, int port, int timeout_ms,
+                              int backlog, const char *addr)
+{
+    ssock_server_options o;
+    ssock_server_options_init(&o);
+    o.port = port;
+    o.accept_timeout_ms = timeout_ms;
+    o.backlog = backlog;
+    o.addr = addr;
+    return ssock_server_open(out, &o);
+}
+
+/* Out of descriptors: give the reserve back, take the pending connection
+ * and drop it, so the listening socket does not stay readable forever. */
+static void shed_one(ssock_server *srv)
+{
+    if (srv->reserve_fd < 0)
+        return;
+    close(srv->reserve_fd);
+    srv->reserve_fd = -1;
+    int fd = srv->sys->accept4(srv->fd, NULL, NULL, SOCK_CLOEXEC);
+    if (fd >= 0)
+        srv->sys->close(fd);
+    srv->reserve_fd = open_reserve();
+}
+
+/* accept4 errors that mean "this connection is gone, try the next". */
+static int is_transient(int err)
+{
+    switch (err) {
+    case EINTR:
+    case EAGAIN:
+#if EWOULDBLOCK != EAGAIN
+    case EWOULDBLOCK:
+#endif
+    case ECONNABORTED:
+    case EPROTO:
+    case ENETDOWN:
+    case ENOPROTOOPT:
+    case EHOSTDOWN:
+    case ENONET:
+    case EHOSTUNREACH:
+    case EOPNOTSUPP:
+    case ENETUNREACH:
+    case EPERM: /* firewall rules */
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+static int accept_one(ssock_server *srv, ssock__deadline deadline,
+                      ssock_socket **out)
+{
+    struct pollfd pfd[2];
+    for (;;) {
+        pfd[0].fd = srv->fd;
+        pfd[0].events = POLLIN;
+        pfd[0].revents = 0;
+        pfd[1].fd = srv->wake.rd;
+        pfd[1].events = POLLIN;
+        pfd[1].revents = 0;
+        int rc = ssock__poll(srv->sys, pfd, 2, deadline);
+        if (atomic_load(&srv->state) != SSOCK__OPEN || pfd[1].revents != 0)
+            return SSOCK_ECLOSED;
+        if (rc == 0)
+            return SSOCK_ETIMEOUT;
+        if (rc < 0) {
+            atomic_store(&srv->last_os_error, -rc);
+            return rc;
+        }
+
+        struct sockaddr_storage peer;
+        socklen_t plen = sizeof(peer);
+        int fd = srv->sys->accept4(srv->fd, (struct sockaddr *)&peer, &plen,
+                                   SOCK_CLOEXEC | SOCK_NONBLOCK);
+        if (fd >= 0)
+            return ssock__socket_new(srv, fd, (struct sockaddr *)&peer, plen,
+                                     out);
+        int err = errno;
+        if (is_transient(err))
+            continue;
+        atomic_store(&srv->last_os_error, err);
+        if (err == EMFILE || err == ENFILE)
+            shed_one(srv);
+        return -err;
+    }
+}
+
+int ssock_server_accept(ssock_server *srv, ssock_socket **out)
+{
+    ssock_socket *sock = NULL;
+    int rc;
+
+    if (out != NULL)
+        *out = NULL;
+    if (srv == NULL || out == NULL)
+        return SSOCK_EINVAL;
+
+    pthread_mutex_lock(&srv->lock);
+    if (atomic_load(&srv->state) != SSOCK__OPEN) {
+        pthread_mutex_unlock(&srv->lock);
+        return SSOCK_ECLOSED;
+    }
+    srv->accepting = 1;
+    pthread_mutex_unlock(&srv->lock);
+
+    if (srv->reserve_fd < 0)
+        srv->reserve_fd = open_reserve();
+    rc = accept_one(srv, ssock__deadline_in(srv->accept_timeout_ms), &sock);
+
+    pthread_mutex_lock(&srv->lock);
+    if (rc == 0 && atomic_load(&srv->state) != SSOCK__OPEN) {
+        /* Closed while we were accepting: the new socket never escapes. */
+        rc = SSOCK_ECLOSED;
+    } else if (rc == 0) {
+        sock->next = srv->children;
+        if (srv->children != NULL)
+            srv->children->prev = sock;
+        srv->children = sock;
+    }
+    srv->accepting = 0;
+    pthread_cond_broadcast(&srv->idle);
+    pthread_mutex_unlock(&srv->lock);
+
+    if (rc == SSOCK_ECLOSED && sock != NULL) {
+        ssock_socket_free(sock);
+        sock = NULL;
+    }
+    *out = sock;
+    return rc;
+}
+
+const char *ssock_server_host(const ssock_server *srv)
+{
+    return srv == NULL ? NULL : srv->host;
+}
+
+int ssock_server_local_port(const ssock_server *srv)
+{
+    return srv == NULL ? SSOCK_EINVAL : srv->port;
+}
+
+int ssock_server_accept_timeout(const ssock_server *srv)
+{
+    return srv == NULL ? SSOCK_EINVAL : srv->accept_timeout_ms;
+}
+
+int ssock_server_last_os_error(const ssock_server *srv)
+{
+    return srv == NULL ? 0 : atomic_load(&srv->last_os_error);
+}
+
+int ssock_server_fd(const ssock_server *srv)
+{
+    if (srv == NULL || atomic_load(&srv->state) != SSOCK__OPEN)
+        return -1;
+    return srv->fd;
+}
+
+int ssock_server_close(ssock_server *srv)
+{
+    if (srv == NULL)
+        return SSOCK_EINVAL;
+    pthread_mutex_lock(&srv->lock);
+    int expected = SSOCK__OPEN;
+    if (!atomic_compare_exchange_strong(&srv->state, &expected,
+                                        SSOCK__CLOSED)) {
+        pthread_mutex_unlock(&srv->lock);
+        return SSOCK_ECLOSED;
+    }
+    ssock__wake_signal(&srv->wake);
+    for (ssock_socket *s = srv->children; s != NULL; s = s->next)
+        ssock__socket_server_closed(s);
+    /* The accepting thread still uses the descriptors: let it leave. */
+    while (srv->accepting)
+        pthread_cond_wait(&srv->idle, &srv->lock);
+    srv->sys->close(srv->fd);
+    srv->fd = -1;
+    if (srv->reserve_fd >= 0)
+        close(srv->reserve_fd);
+    srv->reserve_fd = -1;
+    ssock__wake_close(&srv->wake);
+    pthread_mutex_unlock(&srv->lock);
+    return 0;
+}
+
+void ssock__server_ref(ssock_server *srv)
+{
+    atomic_fetch_add(&srv->refs, 1);
+}
+
+void ssock__server_unref(ssock_server *srv)
+{
+    if (atomic_fetch_sub(&srv->refs, 1) != 1)
+        return;
+    pthread_cond_destroy(&srv->idle);
+    pthread_mutex_destroy(&srv->lock);
+    free(srv);
+}
+
+void ssock_server_free(ssock_server *srv)
+{
+    if (srv == NULL)
+        return;
+    (void)ssock_server_close(srv);
+    ssock__server_unref(srv);
+}
+
+void ssock__server_unlink(ssock_server *srv, ssock_socket *sock)
+{
+    pthread_mutex_lock(&srv->lock);
+    if (sock->prev != NULL)
+        sock->prev->next = sock->next;
+    else if (srv->children == sock)
+        srv->children = sock->next;
+    if (sock->next != NULL)
+        sock->next->prev = sock->prev;
+    sock->prev = sock->next = NULL;
+    pthread_mutex_unlock(&srv->lock);
+}
+
+const struct ssock__sys *ssock__server_sys(const ssock_server *srv)
+{
+    return srv->sys;
+}
+
+int ssock__server_read_timeout(const ssock_server *srv)
+{
+    return srv->read_timeout_ms;
+}
+
+int ssock__server_write_timeout(const ssock_server *srv)
+{
+    return srv->write_timeout_ms;
+}
+
+int ssock__server_port(const ssock_server *srv)
+{
+    return srv->port;
+}
