@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 #include <sys/types.h>
 
+#include "ssock/features.h"
 #include "ssock/ssock.h"
 
 #if defined(__GNUC__)
@@ -26,6 +27,9 @@
  * ECONNABORTED, EMFILE, short transfers, resets). The default table calls
  * the real functions; it is const, so there is no global mutable state.
  */
+struct ssock__tls_backend;
+struct ssock__hs_set;
+
 struct ssock__sys {
     int (*socket)(int domain, int type, int protocol);
     int (*bind)(int fd, const struct sockaddr *sa, socklen_t len);
@@ -94,9 +98,38 @@ struct ssock_server {
     int accepting;         /* an accept() call is running */
     ssock_socket *children; /* accepted sockets whose fd is still open */
     char host[SSOCK_HOST_MAX];
+    /* TLS: the config (a reference) and the handshakes in flight, which
+     * only the accepting thread touches (and close, once it has left). */
+    ssock_tls_config *tls;
+    struct ssock__hs_set *hs;
+    /* Counters readable from any thread. */
+    atomic_ulong n_accepted;
+    atomic_ulong n_hs_ok;
+    atomic_ulong n_hs_failed;
+    atomic_ulong n_hs_timed_out;
+    atomic_ulong n_hs_dropped;
+};
+
+/*
+ * What differs between a plain and a TLS connection. Each function runs
+ * inside op_enter()/op_exit(), so the descriptor is valid throughout.
+ */
+struct ssock__conn_ops {
+    /* 0 with *n >= 1, or a status (SSOCK_EOF, SSOCK_ETIMEOUT, -errno...). */
+    int (*read)(ssock_socket *s, void *buf, size_t len, size_t *n);
+    /* 0 when all was written; *n counts what went out either way. */
+    int (*write)(ssock_socket *s, const char *buf, size_t len, size_t *n);
+    /* Orderly goodbye before close (TLS close_notify); best effort, bounded
+     * by the write timeout; only called when no other call is running. */
+    void (*goodbye)(ssock_socket *s);
+    /* Free per-connection state; called once, just before the fd closes. */
+    void (*release)(ssock_socket *s);
 };
 
 struct ssock_socket {
+    const struct ssock__conn_ops *ops;
+    void *tls;           /* backend session, NULL for plain sockets */
+    const struct ssock__tls_backend *tls_backend;
     ssock_server *srv;   /* holds a reference */
     ssock_socket *prev;  /* in srv->children, guarded by srv->lock */
     ssock_socket *next;
@@ -119,6 +152,12 @@ struct ssock_socket {
 /* Called by server close with srv->lock held: mark the socket failed and
  * wake any thread blocked on it. */
 void ssock__socket_server_closed(ssock_socket *sock);
+/* Wait until the socket's fd is ready for `events` (POLLIN/POLLOUT) or the
+ * deadline passes: 0, SSOCK_ETIMEOUT or -errno. */
+SSOCK__MUST_CHECK int ssock__socket_wait(ssock_socket *s, short events,
+                                         ssock__deadline d);
+/* Free a socket that was never handed to the user (pending handshake). */
+void ssock__socket_discard(ssock_socket *s);
 
 /* Creates the handle for an accepted descriptor (takes ownership of fd,
  * closing it on failure). The caller links it to the server. */
@@ -126,6 +165,36 @@ SSOCK__MUST_CHECK int ssock__socket_new(ssock_server *srv, int fd,
                                         const struct sockaddr *peer,
                                         socklen_t peer_len,
                                         ssock_socket **out);
+
+/* ---- tls_accept.c / tls_socket.c (only with SSOCK_HAVE_TLS) ------------ */
+
+/* Set up the handshake set of a TLS server (at open). */
+SSOCK__MUST_CHECK int ssock__hs_open(ssock_server *srv);
+/* Free every pending handshake and the set (at close, accept not running). */
+void ssock__hs_close(ssock_server *srv);
+/* Handshakes in flight now. */
+int ssock__hs_in_flight(const ssock_server *srv);
+/*
+ * The TLS accept loop: one poll over the listening socket, the wake fd and
+ * every pending handshake; returns the first socket whose handshake
+ * finished, or SSOCK_ETIMEOUT / SSOCK_ECLOSED / -errno like the plain one.
+ */
+SSOCK__MUST_CHECK int ssock__hs_accept(ssock_server *srv, ssock__deadline d,
+                                       ssock_socket **out);
+/* Make an accepted socket a TLS one (session created, handshake not yet
+ * run). On failure the socket is unchanged and still plain. */
+SSOCK__MUST_CHECK int ssock__tls_socket_attach(ssock_socket *s,
+                                               ssock_tls_config *cfg);
+/* One handshake step: 0 done, POLLIN/POLLOUT to wait for, or a negative
+ * status (the handshake failed). */
+SSOCK__MUST_CHECK int ssock__tls_socket_handshake(ssock_socket *s);
+
+/* ---- server.c / accept shared with tls_accept.c ------------------------ */
+
+/* accept4 once: 0 with *out, SSOCK_ETIMEOUT-free: -EAGAIN when nothing is
+ * pending, other -errno; transient errors are reported as -EAGAIN. */
+SSOCK__MUST_CHECK int ssock__server_accept_fd(ssock_server *srv,
+                                              ssock_socket **out);
 
 /* ---- server.c ---------------------------------------------------------- */
 

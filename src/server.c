@@ -12,6 +12,9 @@
 
 #include "addr.h"
 #include "internal.h"
+#if SSOCK_HAVE_TLS
+#include "tls_backend.h"
+#endif
 
 void ssock_server_options_init(ssock_server_options *opts)
 {
@@ -178,6 +181,18 @@ int ssock__server_open_sys(ssock_server **out, const ssock_server_options *o,
         return SSOCK_ENOMEM;
     }
 
+    if (o->tls != NULL) {
+#if SSOCK_HAVE_TLS
+        srv->tls = ssock__tls_config_ref(o->tls);
+        rc = ssock__hs_open(srv);
+        if (rc != 0)
+            goto fail;
+#else
+        rc = SSOCK_ENOBACKEND;
+        goto fail;
+#endif
+    }
+
     rc = bind_any(sys, o, &fd);
     if (rc != 0)
         goto fail;
@@ -205,6 +220,10 @@ fail:
     if (srv->fd >= 0)
         sys->close(srv->fd);
     ssock__wake_close(&srv->wake);
+#if SSOCK_HAVE_TLS
+    ssock__hs_close(srv);
+    ssock__tls_config_unref(srv->tls);
+#endif
     pthread_cond_destroy(&srv->idle);
     pthread_mutex_destroy(&srv->lock);
     free(srv);
@@ -295,8 +314,30 @@ static int is_transient(int err)
     }
 }
 
-static int accept_one(ssock_server *srv, ssock__deadline deadline,
-                      ssock_socket **out)
+int ssock__server_accept_fd(ssock_server *srv, ssock_socket **out)
+{
+    for (;;) {
+        struct sockaddr_storage peer;
+        socklen_t plen = sizeof(peer);
+        int fd = srv->sys->accept4(srv->fd, (struct sockaddr *)&peer, &plen,
+                                   SOCK_CLOEXEC | SOCK_NONBLOCK);
+        if (fd >= 0)
+            return ssock__socket_new(srv, fd, (struct sockaddr *)&peer, plen,
+                                     out);
+        int err = errno;
+        if (err == EAGAIN || err == EWOULDBLOCK)
+            return -EAGAIN;
+        if (is_transient(err))
+            continue;
+        atomic_store(&srv->last_os_error, err);
+        if (err == EMFILE || err == ENFILE)
+            shed_one(srv);
+        return -err;
+    }
+}
+
+static int plain_accept(ssock_server *srv, ssock__deadline deadline,
+                        ssock_socket **out)
 {
     struct pollfd pfd[2];
     for (;;) {
@@ -315,21 +356,9 @@ static int accept_one(ssock_server *srv, ssock__deadline deadline,
             atomic_store(&srv->last_os_error, -rc);
             return rc;
         }
-
-        struct sockaddr_storage peer;
-        socklen_t plen = sizeof(peer);
-        int fd = srv->sys->accept4(srv->fd, (struct sockaddr *)&peer, &plen,
-                                   SOCK_CLOEXEC | SOCK_NONBLOCK);
-        if (fd >= 0)
-            return ssock__socket_new(srv, fd, (struct sockaddr *)&peer, plen,
-                                     out);
-        int err = errno;
-        if (is_transient(err))
-            continue;
-        atomic_store(&srv->last_os_error, err);
-        if (err == EMFILE || err == ENFILE)
-            shed_one(srv);
-        return -err;
+        rc = ssock__server_accept_fd(srv, out);
+        if (rc != -EAGAIN)
+            return rc;
     }
 }
 
@@ -353,7 +382,15 @@ int ssock_server_accept(ssock_server *srv, ssock_socket **out)
 
     if (srv->reserve_fd < 0)
         srv->reserve_fd = open_reserve();
-    rc = accept_one(srv, ssock__deadline_in(srv->accept_timeout_ms), &sock);
+    ssock__deadline deadline = ssock__deadline_in(srv->accept_timeout_ms);
+#if SSOCK_HAVE_TLS
+    if (srv->tls != NULL)
+        rc = ssock__hs_accept(srv, deadline, &sock);
+    else
+#endif
+        rc = plain_accept(srv, deadline, &sock);
+    if (rc == 0)
+        atomic_fetch_add(&srv->n_accepted, 1);
 
     pthread_mutex_lock(&srv->lock);
     if (rc == 0 && atomic_load(&srv->state) != SSOCK__OPEN) {
@@ -370,7 +407,7 @@ int ssock_server_accept(ssock_server *srv, ssock_socket **out)
     pthread_mutex_unlock(&srv->lock);
 
     if (rc == SSOCK_ECLOSED && sock != NULL) {
-        ssock_socket_free(sock);
+        ssock__socket_discard(sock);
         sock = NULL;
     }
     *out = sock;
@@ -428,6 +465,11 @@ int ssock_server_close(ssock_server *srv)
     srv->reserve_fd = -1;
     ssock__wake_close(&srv->wake);
     pthread_mutex_unlock(&srv->lock);
+#if SSOCK_HAVE_TLS
+    /* Outside the lock: discarding a socket takes it. No accept() runs
+     * now, and none will touch the set again (the server is closed). */
+    ssock__hs_close(srv);
+#endif
     return 0;
 }
 
@@ -440,6 +482,9 @@ void ssock__server_unref(ssock_server *srv)
 {
     if (atomic_fetch_sub(&srv->refs, 1) != 1)
         return;
+#if SSOCK_HAVE_TLS
+    ssock__tls_config_unref(srv->tls);
+#endif
     pthread_cond_destroy(&srv->idle);
     pthread_mutex_destroy(&srv->lock);
     free(srv);

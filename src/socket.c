@@ -18,6 +18,8 @@
 #include "addr.h"
 #include "internal.h"
 
+static const struct ssock__conn_ops plain_ops;
+
 int ssock__socket_new(ssock_server *srv, int fd, const struct sockaddr *peer,
                       socklen_t peer_len, ssock_socket **out)
 {
@@ -27,6 +29,7 @@ int ssock__socket_new(ssock_server *srv, int fd, const struct sockaddr *peer,
         sys->close(fd);
         return SSOCK_ENOMEM;
     }
+    s->ops = &plain_ops;
     s->srv = srv;
     s->sys = sys;
     s->fd = fd;
@@ -56,6 +59,7 @@ static void release_fd(ssock_socket *s)
     if (!atomic_compare_exchange_strong(&s->fd_owned, &expected, 0))
         return;
     ssock__server_unlink(s->srv, s);
+    s->ops->release(s);
     s->sys->close(s->fd);
 }
 
@@ -104,8 +108,7 @@ void ssock__socket_server_closed(ssock_socket *s)
     s->sys->shutdown(s->fd, SHUT_RDWR);
 }
 
-/* Wait until fd is ready for `events` or the deadline passes. */
-static int wait_fd(ssock_socket *s, short events, ssock__deadline d)
+int ssock__socket_wait(ssock_socket *s, short events, ssock__deadline d)
 {
     struct pollfd p = {.fd = s->fd, .events = events, .revents = 0};
     int rc = ssock__poll(s->sys, &p, 1, d);
@@ -134,7 +137,7 @@ static int plain_read(ssock_socket *s, void *buf, size_t len, size_t *nread)
             d = ssock__deadline_in(s->read_timeout_ms);
             have_deadline = 1;
         }
-        int rc = wait_fd(s, POLLIN, d);
+        int rc = ssock__socket_wait(s, POLLIN, d);
         if (rc != 0)
             return rc;
     }
@@ -159,13 +162,25 @@ static int plain_write(ssock_socket *s, const char *buf, size_t len,
             break;
         }
         /* Each wait for buffer space gets the whole write timeout. */
-        rc = wait_fd(s, POLLOUT, ssock__deadline_in(s->write_timeout_ms));
+        rc = ssock__socket_wait(s, POLLOUT, ssock__deadline_in(s->write_timeout_ms));
         if (rc != 0)
             break;
     }
     *nwritten = done;
     return rc;
 }
+
+static void plain_nothing(ssock_socket *s)
+{
+    (void)s;
+}
+
+static const struct ssock__conn_ops plain_ops = {
+    .read = plain_read,
+    .write = plain_write,
+    .goodbye = plain_nothing,
+    .release = plain_nothing,
+};
 
 int ssock_socket_read(ssock_socket *s, void *buf, size_t len, size_t *nread)
 {
@@ -176,7 +191,7 @@ int ssock_socket_read(ssock_socket *s, void *buf, size_t len, size_t *nread)
     int rc = op_enter(s);
     if (rc != 0)
         return rc;
-    rc = plain_read(s, buf, len, nread);
+    rc = s->ops->read(s, buf, len, nread);
     if (rc != 0) {
         *nread = 0;
         rc = io_status(s, rc);
@@ -196,7 +211,7 @@ int ssock_socket_write(ssock_socket *s, const void *buf, size_t len,
     int rc = op_enter(s);
     if (rc != 0)
         return rc;
-    rc = plain_write(s, buf, len, &done);
+    rc = s->ops->write(s, buf, len, &done);
     if (rc != 0)
         rc = io_status(s, rc);
     op_exit(s);
@@ -229,9 +244,20 @@ int ssock_socket_close(ssock_socket *s)
     if (atomic_fetch_add(&s->busy, 1) != 0) {
         /* Another thread is inside a call: wake it. */
         s->sys->shutdown(s->fd, SHUT_RDWR);
+    } else if (!atomic_load(&s->srv_closed)) {
+        /* Alone: calls that start now see the socket closed and leave. */
+        s->ops->goodbye(s);
     }
     op_exit(s); /* the last one out closes the descriptor */
     return 0;
+}
+
+void ssock__socket_discard(ssock_socket *s)
+{
+    atomic_store(&s->state, SSOCK__CLOSED);
+    release_fd(s);
+    ssock__server_unref(s->srv);
+    free(s);
 }
 
 void ssock_socket_free(ssock_socket *s)

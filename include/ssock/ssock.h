@@ -138,6 +138,8 @@ SSOCK_API const char *ssock_err_name(int status);
 typedef struct ssock_server ssock_server;
 /** A connection accepted from a server (TotalCross Socket). Opaque. */
 typedef struct ssock_socket ssock_socket;
+/** A TLS configuration (see ssock/tls.h). Opaque. */
+typedef struct ssock_tls_config ssock_tls_config;
 
 /**
  * Everything a server is opened with. Always fill it with
@@ -165,6 +167,14 @@ typedef struct ssock_server_options {
     int read_timeout_ms;
     /** Write timeout given to each accepted socket, ms, >= 0. */
     int write_timeout_ms;
+    /**
+     * TLS configuration (see ssock/tls.h), or NULL for a plain server. The
+     * server keeps its own reference: the caller may free the config right
+     * after opening. accept() then returns only sockets whose handshake
+     * has finished, and never waits longer than accept_timeout_ms for
+     * one. A library built without TLS fails with SSOCK_ENOBACKEND.
+     */
+    const ssock_tls_config *tls;
 } ssock_server_options;
 
 /** Fill `opts` with the defaults: port 0, DEFAULT accept timeout, backlog

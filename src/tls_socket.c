@@ -1,0 +1,170 @@
+/*
+ * The TLS half of an accepted socket: the transport callbacks the backend
+ * reaches the descriptor through, handshake steps for the acceptor, and
+ * read/write/close_notify under the socket's timeouts.
+ */
+#include <errno.h>
+#include <stdlib.h>
+
+#include "internal.h"
+#include "tls_backend.h"
+#include "ssock/tls.h"
+
+struct tls_conn {
+    struct ssock__tls_io io;
+    const struct ssock__tls_backend *be;
+    void *sess;
+};
+
+static ssize_t io_send(void *ctx, const void *buf, size_t len)
+{
+    ssock_socket *s = ctx;
+    ssize_t n;
+    do {
+        n = s->sys->send(s->fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+    } while (n < 0 && errno == EINTR);
+    return n;
+}
+
+static ssize_t io_recv(void *ctx, void *buf, size_t len)
+{
+    ssock_socket *s = ctx;
+    ssize_t n;
+    do {
+        n = s->sys->recv(s->fd, buf, len, MSG_DONTWAIT);
+    } while (n < 0 && errno == EINTR);
+    return n;
+}
+
+static short want_events(int rc)
+{
+    return rc == SSOCK__TLS_WANT_WRITE ? POLLOUT : POLLIN;
+}
+
+static int is_want(int rc)
+{
+    return rc == SSOCK__TLS_WANT_READ || rc == SSOCK__TLS_WANT_WRITE;
+}
+
+static int tls_read(ssock_socket *s, void *buf, size_t len, size_t *n)
+{
+    struct tls_conn *c = s->tls;
+    ssock__deadline d = 0;
+    int have_deadline = 0;
+    for (;;) {
+        int rc = c->be->read(c->sess, buf, len, n);
+        if (!is_want(rc))
+            return rc;
+        if (!have_deadline) {
+            d = ssock__deadline_in(s->read_timeout_ms);
+            have_deadline = 1;
+        }
+        rc = ssock__socket_wait(s, want_events(rc), d);
+        if (rc != 0)
+            return rc;
+    }
+}
+
+static int tls_write(ssock_socket *s, const char *buf, size_t len,
+                     size_t *nwritten)
+{
+    struct tls_conn *c = s->tls;
+    size_t done = 0;
+    int rc = 0;
+    while (done < len) {
+        size_t n = 0;
+        rc = c->be->write(c->sess, buf + done, len - done, &n);
+        if (rc == 0) {
+            done += n;
+            continue;
+        }
+        if (!is_want(rc))
+            break;
+        rc = ssock__socket_wait(s, want_events(rc),
+                                ssock__deadline_in(s->write_timeout_ms));
+        if (rc != 0)
+            break;
+    }
+    *nwritten = done;
+    return rc;
+}
+
+static void tls_goodbye(ssock_socket *s)
+{
+    struct tls_conn *c = s->tls;
+    ssock__deadline d = ssock__deadline_in(s->write_timeout_ms);
+    for (;;) {
+        int rc = c->be->close_notify(c->sess);
+        if (!is_want(rc))
+            return;
+        if (ssock__socket_wait(s, want_events(rc), d) != 0)
+            return;
+    }
+}
+
+static void tls_release(ssock_socket *s)
+{
+    struct tls_conn *c = s->tls;
+    c->be->session_free(c->sess);
+    free(c);
+    s->tls = NULL;
+}
+
+static const struct ssock__conn_ops tls_ops = {
+    .read = tls_read,
+    .write = tls_write,
+    .goodbye = tls_goodbye,
+    .release = tls_release,
+};
+
+int ssock__tls_socket_attach(ssock_socket *s, ssock_tls_config *cfg)
+{
+    struct tls_conn *c = calloc(1, sizeof(*c));
+    if (c == NULL)
+        return SSOCK_ENOMEM;
+    c->io.ctx = s;
+    c->io.send = io_send;
+    c->io.recv = io_recv;
+    c->be = ssock__tls_config_backend(cfg);
+    int rc = c->be->session_new(ssock__tls_config_bcfg(cfg), &c->io, &c->sess);
+    if (rc != 0) {
+        free(c);
+        return rc;
+    }
+    s->tls = c;
+    s->ops = &tls_ops;
+    return 0;
+}
+
+int ssock__tls_socket_handshake(ssock_socket *s)
+{
+    struct tls_conn *c = s->tls;
+    int rc = c->be->handshake(c->sess);
+    if (is_want(rc))
+        return want_events(rc);
+    return rc;
+}
+
+static const struct ssock__tls_info *info_of(const ssock_socket *s,
+                                             struct ssock__tls_info *info)
+{
+    if (s == NULL || s->tls == NULL ||
+        atomic_load(&((ssock_socket *)s)->fd_owned) == 0)
+        return NULL;
+    const struct tls_conn *c = s->tls;
+    c->be->info(c->sess, info);
+    return info;
+}
+
+#define SSOCK__TLS_INFO_GETTER(field)                                         \
+    const char *ssock_socket_tls_##field(const ssock_socket *s)               \
+    {                                                                         \
+        struct ssock__tls_info info;                                          \
+        return info_of(s, &info) ? info.field : NULL;                         \
+    }
+SSOCK__TLS_INFO_GETTER(version)
+SSOCK__TLS_INFO_GETTER(cipher)
+SSOCK__TLS_INFO_GETTER(alpn)
+SSOCK__TLS_INFO_GETTER(sni)
+SSOCK__TLS_INFO_GETTER(peer_subject)
+#undef SSOCK__TLS_INFO_GETTER
