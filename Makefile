@@ -1,0 +1,55 @@
+# ssock: a thin wrapper over CMake. `make test` is the gate (scripts/gate.sh).
+#
+#   make deps          check (as root: install) the Debian packages needed
+#   make build         gcc -O2 -g -Werror build in build/gcc
+#   make test          the whole gate: gcc, Valgrind, ASan+UBSan, TSan,
+#                      the examples, an install and a consumer build
+#   make demo          run ssock-echo on port 7000 in the foreground
+#   make install       install into $(PREFIX) (default /usr/local)
+#   make format        clang-format -i over the C sources
+#   make format-check  fail if any C source is not formatted
+#   make clean         remove build/
+
+PREFIX ?= /usr/local
+BUILD  := build
+FORMAT_DIRS := src include tests examples fuzz bench
+FORMAT_FILES = $(shell find $(FORMAT_DIRS) -name '*.[ch]' 2>/dev/null)
+
+.PHONY: all deps build test demo install clean format format-check fuzz bench
+
+all: build
+
+deps:
+	@scripts/deps.sh
+
+build: deps
+	@scripts/build.sh gcc
+
+test:
+	@scripts/gate.sh
+
+demo: build
+	@echo
+	@echo "ssock-echo is starting on port 7000 (Ctrl-C stops it)."
+	@echo "Talk to it from another terminal:"
+	@echo "    socat - TCP:127.0.0.1:7000"
+	@echo
+	@exec $(BUILD)/gcc/examples/ssock-echo --port 7000
+
+install: build
+	cmake --install $(BUILD)/gcc --prefix "$(PREFIX)"
+
+clean:
+	rm -rf $(BUILD)
+
+format:
+	clang-format -i $(FORMAT_FILES)
+
+format-check:
+	clang-format --dry-run --Werror $(FORMAT_FILES)
+
+fuzz:
+	@echo "make fuzz: not yet available (issue 4)"
+
+bench:
+	@echo "make bench: not yet available (issue 5)"

@@ -1,0 +1,423 @@
+/*
+ * ssock-echo: a multi-connection TCP echo server on top of ssock.
+ *
+ * Contract (other tools rely on it):
+ *   ssock-echo [--port N] [--addr A] [--timeout MS] [--backlog N]
+ *              [--max-conns N] [--help]
+ *   - bad flag values: a message on stderr, exit status 2;
+ *   - once listening: exactly one line "listening on HOST:PORT" on stdout
+ *     (IPv6 hosts in brackets), flushed; nothing else is ever written there;
+ *   - every byte received on a connection is written back to it, one thread
+ *     per connection; beyond --max-conns a new connection is closed at once;
+ *   - SIGINT or SIGTERM: the server is closed, connection threads end, and
+ *     the process exits 0 within 2 s.
+ *
+ * Signals are handled by one thread that waits for them with sigwait(); every
+ * other thread has them blocked, so no handler runs and nothing is
+ * interrupted. The library itself never touches signals.
+ */
+#include <ssock/ssock.h>
+
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#define ECHO_DEFAULT_PORT 7000
+#define ECHO_DEFAULT_MAX_CONNS 1024
+/* Connection threads wake this often to notice a shutdown on their own. */
+#define ECHO_READ_TIMEOUT_MS 1000
+/* How long shutdown waits for connection threads before closing them. */
+#define ECHO_DRAIN_MS 1000
+#define ECHO_BUF_SIZE 16384
+
+struct echo;
+
+struct conn {
+    struct echo *echo;
+    ssock_socket *sock;
+    pthread_t thread;
+    bool done; /* set by the thread, under echo.lock, as its last act */
+    struct conn *next;
+};
+
+struct echo {
+    pthread_mutex_t lock;
+    pthread_cond_t changed; /* a connection thread finished */
+    struct conn *conns;     /* every thread not yet joined */
+    int active;             /* threads not yet done */
+    atomic_bool stopping;
+};
+
+static void usage(FILE *out)
+{
+    fputs("usage: ssock-echo [--port N] [--addr A] [--timeout MS] "
+          "[--backlog N] [--max-conns N]\n"
+          "  --port N       port to listen on, 0..65535 (default 7000; "
+          "0 = ephemeral)\n"
+          "  --addr A       local address to bind (default: every "
+          "interface)\n"
+          "  --timeout MS   accept timeout in ms, >= 0 (default 10000; "
+          "0 = forever)\n"
+          "  --backlog N    listen backlog, > 0 (default 100)\n"
+          "  --max-conns N  concurrent connections, > 0 (default 1024)\n"
+          "  --help         show this text\n"
+          "Prints \"listening on HOST:PORT\" once listening; SIGINT or "
+          "SIGTERM stops it.\n",
+          out);
+}
+
+/* Parse a decimal int in [min, max]; false on anything else. */
+static bool parse_int(const char *s, long min, long max, int *out)
+{
+    char *end;
+    long v;
+
+    if (*s == '\0')
+        return false;
+    errno = 0;
+    v = strtol(s, &end, 10);
+    if (errno != 0 || *end != '\0' || v < min || v > max)
+        return false;
+    *out = (int)v;
+    return true;
+}
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+}
+
+static void *conn_main(void *arg)
+{
+    struct conn *c = arg;
+    struct echo *echo = c->echo;
+    unsigned char *buf = malloc(ECHO_BUF_SIZE);
+    int rc = buf ? 0 : SSOCK_ENOMEM;
+
+    while (rc == 0) {
+        size_t n = 0;
+
+        rc = ssock_socket_read(c->sock, buf, ECHO_BUF_SIZE, &n);
+        if (rc == SSOCK_ETIMEOUT) {
+            rc = atomic_load(&echo->stopping) ? SSOCK_ESERVERCLOSED : 0;
+            continue;
+        }
+        if (rc == 0)
+            rc = ssock_socket_write(c->sock, buf, n, NULL);
+    }
+    free(buf);
+    /* EOF, peer reset, shutdown: release the descriptor now; the handle is
+     * freed by the main thread when it joins this one. */
+    (void)ssock_socket_close(c->sock);
+
+    pthread_mutex_lock(&echo->lock);
+    c->done = true;
+    echo->active--;
+    pthread_cond_broadcast(&echo->changed);
+    pthread_mutex_unlock(&echo->lock);
+    return NULL;
+}
+
+/* Join and free every finished connection (all of them when `all`). */
+static void reap(struct echo *echo, bool all)
+{
+    struct conn *finished = NULL;
+    struct conn **pp;
+
+    pthread_mutex_lock(&echo->lock);
+    pp = &echo->conns;
+    while (*pp) {
+        struct conn *c = *pp;
+
+        if (all || c->done) {
+            *pp = c->next;
+            c->next = finished;
+            finished = c;
+        } else {
+            pp = &c->next;
+        }
+    }
+    pthread_mutex_unlock(&echo->lock);
+
+    while (finished) {
+        struct conn *c = finished;
+
+        finished = c->next;
+        pthread_join(c->thread, NULL);
+        ssock_socket_free(c->sock);
+        free(c);
+    }
+}
+
+/* Hand a new connection to its own thread, or drop it when over the cap. */
+static void start_conn(struct echo *echo, ssock_socket *sock, int max_conns)
+{
+    struct conn *c;
+    bool full;
+    int err;
+
+    pthread_mutex_lock(&echo->lock);
+    full = echo->active >= max_conns;
+    pthread_mutex_unlock(&echo->lock);
+    if (full) {
+        ssock_socket_free(sock);
+        return;
+    }
+
+    c = calloc(1, sizeof(*c));
+    if (!c) {
+        fprintf(stderr, "ssock-echo: out of memory, connection dropped\n");
+        ssock_socket_free(sock);
+        return;
+    }
+    c->echo = echo;
+    c->sock = sock;
+
+    pthread_mutex_lock(&echo->lock);
+    err = pthread_create(&c->thread, NULL, conn_main, c);
+    if (err == 0) {
+        c->next = echo->conns;
+        echo->conns = c;
+        echo->active++;
+    }
+    pthread_mutex_unlock(&echo->lock);
+    if (err != 0) {
+        fprintf(stderr, "ssock-echo: cannot start a thread: %s\n",
+                strerror(err));
+        ssock_socket_free(sock);
+        free(c);
+    }
+}
+
+/* Wait up to `ms` for every connection thread to finish. */
+static bool drain(struct echo *echo, long ms)
+{
+    struct timespec deadline;
+    bool empty;
+
+    clock_gettime(CLOCK_MONOTONIC, &deadline);
+    deadline.tv_sec += ms / 1000;
+    deadline.tv_nsec += (ms % 1000) * 1000000L;
+    if (deadline.tv_nsec >= 1000000000L) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&echo->lock);
+    while (echo->active > 0 &&
+           pthread_cond_timedwait(&echo->changed, &echo->lock, &deadline) !=
+               ETIMEDOUT) {
+    }
+    empty = echo->active == 0;
+    pthread_mutex_unlock(&echo->lock);
+    return empty;
+}
+
+/* Force every connection still open to fail; safe from any thread. */
+static void close_all(struct echo *echo)
+{
+    pthread_mutex_lock(&echo->lock);
+    for (struct conn *c = echo->conns; c; c = c->next)
+        (void)ssock_socket_close(c->sock);
+    pthread_mutex_unlock(&echo->lock);
+}
+
+struct watcher {
+    sigset_t signals;
+    ssock_server *server;
+    struct echo *echo;
+};
+
+/* Waits for SIGINT/SIGTERM, then closes the server (which wakes accept and
+ * fails every accepted socket with SSOCK_ESERVERCLOSED). */
+static void *watch_signals(void *arg)
+{
+    struct watcher *w = arg;
+    int sig = 0;
+
+    while (sigwait(&w->signals, &sig) != 0) {
+    }
+    atomic_store(&w->echo->stopping, true);
+    (void)ssock_server_close(w->server);
+    return NULL;
+}
+
+static bool is_arg_error(int rc)
+{
+    return rc == SSOCK_EBADPORT || rc == SSOCK_EBADTIMEOUT ||
+           rc == SSOCK_EBADBACKLOG || rc == SSOCK_EBADADDR ||
+           rc == SSOCK_ERESOLVE;
+}
+
+/* Accept errors after which the server is still worth accepting on. */
+static bool is_transient(int rc)
+{
+    return rc == SSOCK_ENOMEM || rc == -EMFILE || rc == -ENFILE ||
+           rc == -ENOBUFS || rc == -ENOMEM || rc == -EPERM || rc == -EPROTO ||
+           rc == -ECONNABORTED || rc == -EINTR;
+}
+
+int main(int argc, char **argv)
+{
+    ssock_server_options opts;
+    ssock_server *server = NULL;
+    struct echo echo = {.conns = NULL, .active = 0};
+    struct watcher w;
+    pthread_condattr_t cattr;
+    struct rlimit lim;
+    pthread_t watcher;
+    char host[SSOCK_HOST_MAX + 2];
+    int max_conns = ECHO_DEFAULT_MAX_CONNS;
+    int status = 0;
+    int rc;
+
+    ssock_server_options_init(&opts);
+    opts.port = ECHO_DEFAULT_PORT;
+
+    for (int i = 1; i < argc; i++) {
+        const char *flag = argv[i];
+        const char *val = NULL;
+        const char *eq = strchr(flag, '=');
+        size_t flen = eq ? (size_t)(eq - flag) : strlen(flag);
+        bool ok;
+
+        if (strcmp(flag, "--help") == 0 || strcmp(flag, "-h") == 0) {
+            usage(stdout);
+            return 0;
+        }
+#define IS(name) (flen == strlen(name) && strncmp(flag, name, flen) == 0)
+        if (!(IS("--port") || IS("--addr") || IS("--timeout") ||
+              IS("--backlog") || IS("--max-conns"))) {
+            fprintf(stderr, "ssock-echo: unknown argument '%s'\n", flag);
+            usage(stderr);
+            return 2;
+        }
+        if (eq) {
+            val = eq + 1;
+        } else if (i + 1 < argc) {
+            val = argv[++i];
+        } else {
+            fprintf(stderr, "ssock-echo: %s needs a value\n", flag);
+            return 2;
+        }
+        if (IS("--port")) {
+            ok = parse_int(val, 0, 65535, &opts.port);
+        } else if (IS("--timeout")) {
+            ok = parse_int(val, 0, INT_MAX, &opts.accept_timeout_ms);
+        } else if (IS("--backlog")) {
+            ok = parse_int(val, 1, INT_MAX, &opts.backlog);
+        } else if (IS("--max-conns")) {
+            ok = parse_int(val, 1, INT_MAX, &max_conns);
+        } else {
+            opts.addr = val;
+            ok = *val != '\0';
+        }
+#undef IS
+        if (!ok) {
+            fprintf(stderr, "ssock-echo: bad value '%s' for %.*s\n", val,
+                    (int)flen, flag);
+            return 2;
+        }
+    }
+
+    /* One descriptor per connection: allow as many as the hard limit. */
+    if (getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur < lim.rlim_max) {
+        lim.rlim_cur = lim.rlim_max;
+        (void)setrlimit(RLIMIT_NOFILE, &lim);
+    }
+
+    /* Block the stop signals in every thread; the watcher takes them. */
+    sigemptyset(&w.signals);
+    sigaddset(&w.signals, SIGINT);
+    sigaddset(&w.signals, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &w.signals, NULL);
+
+    /* The connections never time out on their own: reads wake every
+     * ECHO_READ_TIMEOUT_MS to check for shutdown; writes wait as long as the
+     * peer does (a server close still wakes them). */
+    opts.read_timeout_ms = ECHO_READ_TIMEOUT_MS;
+    opts.write_timeout_ms = SSOCK_WAIT_FOREVER;
+    rc = ssock_server_open(&server, &opts);
+    if (rc != 0) {
+        fprintf(stderr, "ssock-echo: cannot listen on %s port %d: %s (%s)\n",
+                opts.addr ? opts.addr : "every interface", opts.port,
+                ssock_strerror(rc), ssock_err_name(rc));
+        return is_arg_error(rc) ? 2 : 1;
+    }
+
+    pthread_mutex_init(&echo.lock, NULL);
+    pthread_condattr_init(&cattr);
+    pthread_condattr_setclock(&cattr, CLOCK_MONOTONIC);
+    pthread_cond_init(&echo.changed, &cattr);
+    pthread_condattr_destroy(&cattr);
+    atomic_init(&echo.stopping, false);
+
+    w.server = server;
+    w.echo = &echo;
+    rc = pthread_create(&watcher, NULL, watch_signals, &w);
+    if (rc != 0) {
+        fprintf(stderr, "ssock-echo: cannot start a thread: %s\n",
+                strerror(rc));
+        ssock_server_free(server);
+        return 1;
+    }
+
+    snprintf(host, sizeof(host),
+             strchr(ssock_server_host(server), ':') ? "[%s]" : "%s",
+             ssock_server_host(server));
+    printf("listening on %s:%d\n", host, ssock_server_local_port(server));
+    fflush(stdout);
+
+    for (;;) {
+        ssock_socket *sock = NULL;
+
+        rc = ssock_server_accept(server, &sock);
+        reap(&echo, false);
+        if (rc == 0) {
+            start_conn(&echo, sock, max_conns);
+        } else if (rc == SSOCK_ETIMEOUT) {
+            continue; /* nothing yet: still waiting */
+        } else if (rc == SSOCK_ECLOSED) {
+            break; /* closed by the signal watcher */
+        } else if (is_transient(rc)) {
+            fprintf(stderr, "ssock-echo: accept: %s\n", ssock_strerror(rc));
+            sleep_ms(10);
+        } else {
+            fprintf(stderr, "ssock-echo: accept failed: %s (%s)\n",
+                    ssock_strerror(rc), ssock_err_name(rc));
+            status = 1;
+            break;
+        }
+    }
+
+    /* Stop the watcher if the loop ended on its own (a fatal error). */
+    atomic_store(&echo.stopping, true);
+    (void)ssock_server_close(server);
+    pthread_kill(watcher, SIGTERM);
+    pthread_join(watcher, NULL);
+
+    /* Closing the server fails every connection within 100 ms; give the
+     * threads a moment, then close their sockets ourselves. */
+    if (!drain(&echo, ECHO_DRAIN_MS)) {
+        close_all(&echo);
+        if (!drain(&echo, ECHO_DRAIN_MS / 2)) {
+            fprintf(stderr, "ssock-echo: connection threads did not stop\n");
+            return status ? status : 1;
+        }
+    }
+    reap(&echo, true);
+    ssock_server_free(server);
+    pthread_cond_destroy(&echo.changed);
+    pthread_mutex_destroy(&echo.lock);
+    return status;
+}

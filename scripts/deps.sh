@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Check the Debian packages the build, the gate and the examples need.
+# As root, install the missing ones; otherwise print the command and fail.
+set -euo pipefail
+
+PACKAGES=(
+  cmake gcc clang
+  libclang-rt-dev   # clang's sanitizer runtimes (a Recommends of clang)
+  valgrind pkg-config
+  libcmocka-dev libmbedtls-dev libssl-dev gnutls-bin
+  socat afl++ clang-format
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+  [[ $status == "install ok installed" ]] || missing+=("$p")
+done
+
+if ((${#missing[@]} == 0)); then
+  echo "deps: all ${#PACKAGES[@]} packages present"
+  exit 0
+fi
+
+cmd="apt-get update && apt-get install -y --no-install-recommends ${missing[*]}"
+if [[ $(id -u) -ne 0 ]]; then
+  echo "deps: missing packages: ${missing[*]}" >&2
+  echo "deps: run as root:" >&2
+  echo "  $cmd" >&2
+  exit 1
+fi
+echo "deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update
+apt-get install -y --no-install-recommends "${missing[@]}"
