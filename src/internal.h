@@ -185,6 +185,8 @@ SSOCK__MUST_CHECK int ssock__hs_accept(ssock_server *srv, ssock__deadline d,
  * run). On failure the socket is unchanged and still plain. */
 SSOCK__MUST_CHECK int ssock__tls_socket_attach(ssock_socket *s,
                                                ssock_tls_config *cfg);
+/* Copy the backend's text of the socket's last TLS error into buf. */
+void ssock__tls_socket_error(ssock_socket *s, char *buf, size_t len);
 /* One handshake step: 0 done, POLLIN/POLLOUT to wait for, or a negative
  * status (the handshake failed). */
 SSOCK__MUST_CHECK int ssock__tls_socket_handshake(ssock_socket *s);

@@ -321,9 +321,11 @@ int ssock__server_accept_fd(ssock_server *srv, ssock_socket **out)
         socklen_t plen = sizeof(peer);
         int fd = srv->sys->accept4(srv->fd, (struct sockaddr *)&peer, &plen,
                                    SOCK_CLOEXEC | SOCK_NONBLOCK);
-        if (fd >= 0)
+        if (fd >= 0) {
+            atomic_fetch_add(&srv->n_accepted, 1);
             return ssock__socket_new(srv, fd, (struct sockaddr *)&peer, plen,
                                      out);
+        }
         int err = errno;
         if (err == EAGAIN || err == EWOULDBLOCK)
             return -EAGAIN;
@@ -389,8 +391,6 @@ int ssock_server_accept(ssock_server *srv, ssock_socket **out)
     else
 #endif
         rc = plain_accept(srv, deadline, &sock);
-    if (rc == 0)
-        atomic_fetch_add(&srv->n_accepted, 1);
 
     pthread_mutex_lock(&srv->lock);
     if (rc == 0 && atomic_load(&srv->state) != SSOCK__OPEN) {

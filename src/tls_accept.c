@@ -31,6 +31,7 @@ struct ssock__hs_set {
     atomic_int in_flight; /* n, for other threads */
     struct hs *v;         /* oldest first, so deadlines ascend */
     struct pollfd *pfd;   /* 2 + cap */
+    char last_error[256]; /* backend text of the last failed handshake */
 };
 
 int ssock__hs_open(ssock_server *srv)
@@ -61,6 +62,7 @@ void ssock__hs_close(ssock_server *srv)
     srv->hs = NULL;
     for (int i = 0; i < hs->n; i++)
         ssock__socket_discard(hs->v[i].sock);
+    atomic_fetch_add(&srv->n_hs_dropped, (unsigned long)hs->n);
     free(hs->v);
     free(hs->pfd);
     free(hs);
@@ -107,6 +109,8 @@ static int step(ssock_server *srv, struct hs *h)
         return 1;
     }
     atomic_fetch_add(&srv->n_hs_failed, 1);
+    ssock__tls_socket_error(h->sock, srv->hs->last_error,
+                            sizeof(srv->hs->last_error));
     ssock__socket_discard(h->sock);
     return -1;
 }
@@ -223,13 +227,24 @@ int ssock__hs_accept(ssock_server *srv, ssock__deadline deadline,
 
 int ssock_server_tls_stats(const ssock_server *srv, ssock_tls_stats *st)
 {
+    if (st != NULL)
+        memset(st, 0, sizeof(*st));
     if (srv == NULL || st == NULL)
         return SSOCK_EINVAL;
+    if (srv->tls == NULL)
+        return SSOCK_ENOTTLS;
     st->accepted = atomic_load(&srv->n_accepted);
     st->handshakes_ok = atomic_load(&srv->n_hs_ok);
     st->handshakes_failed = atomic_load(&srv->n_hs_failed);
     st->handshakes_timed_out = atomic_load(&srv->n_hs_timed_out);
     st->handshakes_dropped = atomic_load(&srv->n_hs_dropped);
-    st->in_flight = (unsigned long)ssock__hs_in_flight(srv);
+    st->in_flight = (uint64_t)ssock__hs_in_flight(srv);
     return 0;
+}
+
+const char *ssock_server_tls_last_error(const ssock_server *srv)
+{
+    if (srv == NULL || srv->tls == NULL)
+        return NULL;
+    return srv->hs != NULL ? srv->hs->last_error : "";
 }

@@ -4,6 +4,7 @@
  * read/write/close_notify under the socket's timeouts.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "internal.h"
@@ -168,3 +169,17 @@ SSOCK__TLS_INFO_GETTER(alpn)
 SSOCK__TLS_INFO_GETTER(sni)
 SSOCK__TLS_INFO_GETTER(peer_subject)
 #undef SSOCK__TLS_INFO_GETTER
+
+const char *ssock_socket_tls_error(const ssock_socket *s)
+{
+    if (s == NULL || s->tls == NULL)
+        return NULL;
+    const struct tls_conn *c = s->tls;
+    return c->be->session_error(c->sess);
+}
+
+void ssock__tls_socket_error(ssock_socket *s, char *buf, size_t len)
+{
+    const char *e = ssock_socket_tls_error(s);
+    snprintf(buf, len, "%s", e != NULL ? e : "");
+}
