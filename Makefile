@@ -30,11 +30,13 @@ test:
 
 demo: build
 	@echo
-	@echo "ssock-echo is starting on port 7000 (Ctrl-C stops it)."
+	@echo "ssock-echo is starting with TLS on port 7000, using the development"
+	@echo "certificates in certs/ (for tests only). Ctrl-C stops it."
 	@echo "Talk to it from another terminal:"
-	@echo "    socat - TCP:127.0.0.1:7000"
+	@echo "    openssl s_client -connect 127.0.0.1:7000 -CAfile certs/ca.pem -servername localhost"
+	@echo "Plain TCP instead: $(BUILD)/gcc/examples/ssock-echo --port 7000 (then socat - TCP:127.0.0.1:7000)"
 	@echo
-	@exec $(BUILD)/gcc/examples/ssock-echo --port 7000
+	@exec $(BUILD)/gcc/examples/ssock-echo --port 7000 --tls
 
 install: build
 	cmake --install $(BUILD)/gcc --prefix "$(PREFIX)"

@@ -4,6 +4,12 @@
  * Contract (other tools rely on it):
  *   ssock-echo [--port N] [--addr A] [--timeout MS] [--backlog N]
  *              [--max-conns N] [--help]
+ *              [--tls] [--cert F --key F] [--ca F]
+ *              [--verify-client none|optional|required]
+ *              [--backend mbedtls|openssl] [--min-version 1.2|1.3]
+ *              [--alpn LIST] [--handshake-timeout MS] [--max-handshakes N]
+ *   - --tls alone uses the development certificate pair in certs/; any
+ *     TLS flag implies --tls;
  *   - bad flag values: a message on stderr, exit status 2;
  *   - once listening: exactly one line "listening on HOST:PORT" on stdout
  *     (IPv6 hosts in brackets), flushed; nothing else is ever written there;
@@ -17,6 +23,7 @@
  * interrupted. The library itself never touches signals.
  */
 #include <ssock/ssock.h>
+#include <ssock/tls.h>
 
 #include <errno.h>
 #include <limits.h>
@@ -37,6 +44,9 @@
 /* How long shutdown waits for connection threads before closing them. */
 #define ECHO_DRAIN_MS 1000
 #define ECHO_BUF_SIZE 16384
+#ifndef ECHO_CERTS_DIR
+#define ECHO_CERTS_DIR "certs"
+#endif
 
 struct echo;
 
@@ -59,7 +69,7 @@ struct echo {
 static void usage(FILE *out)
 {
     fputs("usage: ssock-echo [--port N] [--addr A] [--timeout MS] "
-          "[--backlog N] [--max-conns N]\n"
+          "[--backlog N] [--max-conns N] [TLS flags]\n"
           "  --port N       port to listen on, 0..65535 (default 7000; "
           "0 = ephemeral)\n"
           "  --addr A       local address to bind (default: every "
@@ -69,6 +79,19 @@ static void usage(FILE *out)
           "  --backlog N    listen backlog, > 0 (default 100)\n"
           "  --max-conns N  concurrent connections, > 0 (default 1024)\n"
           "  --help         show this text\n"
+          "TLS (any of these turns TLS on):\n"
+          "  --tls                  serve TLS (default: the dev certs in "
+          "certs/)\n"
+          "  --cert F --key F       certificate chain and private key (PEM)\n"
+          "  --ca F                 CA bundle for client certificates\n"
+          "  --verify-client M      none|optional|required (default none)\n"
+          "  --backend B            mbedtls|openssl (default mbedtls)\n"
+          "  --min-version V        1.2|1.3 (default 1.2)\n"
+          "  --alpn LIST            comma-separated protocols, e.g. "
+          "h2,http/1.1\n"
+          "  --handshake-timeout MS per-connection handshake deadline "
+          "(default 10000)\n"
+          "  --max-handshakes N     handshakes in flight (default 256)\n"
           "Prints \"listening on HOST:PORT\" once listening; SIGINT or "
           "SIGTERM stops it.\n",
           out);
@@ -252,6 +275,73 @@ static void *watch_signals(void *arg)
     return NULL;
 }
 
+/* --alpn h2,http/1.1 split in place into at most 16 names. */
+struct alpn_list {
+    char buf[1024];
+    char *v[16];
+    size_t count;
+};
+
+static bool parse_alpn(struct alpn_list *a, const char *val)
+{
+    if (strlen(val) >= sizeof(a->buf))
+        return false;
+    strcpy(a->buf, val);
+    a->count = 0;
+    for (char *save = NULL, *tok = strtok_r(a->buf, ",", &save); tok;
+         tok = strtok_r(NULL, ",", &save)) {
+        if (a->count == sizeof(a->v) / sizeof(a->v[0]))
+            return false;
+        a->v[a->count++] = tok;
+    }
+    return a->count > 0;
+}
+
+/* One TLS flag; false on a bad value. */
+static bool parse_tls_flag(ssock_tls_options *t, struct alpn_list *alpn,
+                           const char *flag, size_t flen, const char *val)
+{
+#define IS(name) (flen == strlen(name) && strncmp(flag, name, flen) == 0)
+    if (IS("--cert")) {
+        t->cert_file = val;
+    } else if (IS("--key")) {
+        t->key_file = val;
+    } else if (IS("--ca")) {
+        t->ca_file = val;
+    } else if (IS("--verify-client")) {
+        if (strcmp(val, "none") == 0)
+            t->verify_client = SSOCK_TLS_VERIFY_NONE;
+        else if (strcmp(val, "optional") == 0)
+            t->verify_client = SSOCK_TLS_VERIFY_OPTIONAL;
+        else if (strcmp(val, "required") == 0)
+            t->verify_client = SSOCK_TLS_VERIFY_REQUIRED;
+        else
+            return false;
+    } else if (IS("--backend")) {
+        int id = ssock_tls_backend_from_name(val);
+        if (id < 0)
+            return false;
+        t->backend = id;
+    } else if (IS("--min-version")) {
+        if (strcmp(val, "1.2") == 0)
+            t->min_version = SSOCK_TLS_VERSION_1_2;
+        else if (strcmp(val, "1.3") == 0)
+            t->min_version = SSOCK_TLS_VERSION_1_3;
+        else
+            return false;
+    } else if (IS("--alpn")) {
+        return parse_alpn(alpn, val);
+    } else if (IS("--handshake-timeout")) {
+        return parse_int(val, 1, INT_MAX, &t->handshake_timeout_ms);
+    } else if (IS("--max-handshakes")) {
+        return parse_int(val, 1, INT_MAX, &t->max_handshakes);
+    } else {
+        return false;
+    }
+    return *val != '\0';
+#undef IS
+}
+
 static bool is_arg_error(int rc)
 {
     return rc == SSOCK_EBADPORT || rc == SSOCK_EBADTIMEOUT ||
@@ -278,11 +368,16 @@ int main(int argc, char **argv)
     pthread_t watcher;
     char host[SSOCK_HOST_MAX + 2];
     int max_conns = ECHO_DEFAULT_MAX_CONNS;
+    ssock_tls_options tls_opts;
+    ssock_tls_config *tls = NULL;
+    struct alpn_list alpn = {.count = 0};
+    bool use_tls = false;
     int status = 0;
     int rc;
 
     ssock_server_options_init(&opts);
     opts.port = ECHO_DEFAULT_PORT;
+    ssock_tls_options_init(&tls_opts);
 
     for (int i = 1; i < argc; i++) {
         const char *flag = argv[i];
@@ -296,8 +391,15 @@ int main(int argc, char **argv)
             return 0;
         }
 #define IS(name) (flen == strlen(name) && strncmp(flag, name, flen) == 0)
+        if (IS("--tls") && !eq) {
+            use_tls = true;
+            continue;
+        }
         if (!(IS("--port") || IS("--addr") || IS("--timeout") ||
-              IS("--backlog") || IS("--max-conns"))) {
+              IS("--backlog") || IS("--max-conns") || IS("--cert") ||
+              IS("--key") || IS("--ca") || IS("--verify-client") ||
+              IS("--backend") || IS("--min-version") || IS("--alpn") ||
+              IS("--handshake-timeout") || IS("--max-handshakes"))) {
             fprintf(stderr, "ssock-echo: unknown argument '%s'\n", flag);
             usage(stderr);
             return 2;
@@ -318,6 +420,9 @@ int main(int argc, char **argv)
             ok = parse_int(val, 1, INT_MAX, &opts.backlog);
         } else if (IS("--max-conns")) {
             ok = parse_int(val, 1, INT_MAX, &max_conns);
+        } else if (!IS("--addr")) {
+            use_tls = true;
+            ok = parse_tls_flag(&tls_opts, &alpn, flag, flen, val);
         } else {
             opts.addr = val;
             ok = *val != '\0';
@@ -347,7 +452,25 @@ int main(int argc, char **argv)
      * peer does (a server close still wakes them). */
     opts.read_timeout_ms = ECHO_READ_TIMEOUT_MS;
     opts.write_timeout_ms = SSOCK_WAIT_FOREVER;
+    if (use_tls) {
+        char err[SSOCK_TLS_ERRBUF_SIZE];
+
+        if (tls_opts.cert_file == NULL && tls_opts.key_file == NULL) {
+            tls_opts.cert_file = ECHO_CERTS_DIR "/server-ecdsa.pem";
+            tls_opts.key_file = ECHO_CERTS_DIR "/server-ecdsa.key";
+        }
+        tls_opts.alpn = alpn.count ? (const char *const *)alpn.v : NULL;
+        tls_opts.alpn_count = alpn.count;
+        rc = ssock_tls_config_new(&tls, &tls_opts, err, sizeof(err));
+        if (rc != 0) {
+            fprintf(stderr, "ssock-echo: TLS configuration: %s (%s): %s\n",
+                    ssock_strerror(rc), ssock_err_name(rc), err);
+            return 2;
+        }
+        opts.tls = tls;
+    }
     rc = ssock_server_open(&server, &opts);
+    ssock_tls_config_free(tls); /* the server keeps its own reference */
     if (rc != 0) {
         fprintf(stderr, "ssock-echo: cannot listen on %s port %d: %s (%s)\n",
                 opts.addr ? opts.addr : "every interface", opts.port,
