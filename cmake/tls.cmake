@@ -7,7 +7,8 @@
 #                       the ssock_tls_* API exists even without a backend)
 #   SSOCK_TLS_LIBS      libraries to link (absolute paths: the mbedTLS trio,
 #                       libssl, libcrypto)
-#   SSOCK_TLS_PC_LIBS   the same as -l flags, for Libs.private in ssock.pc
+#   SSOCK_PC_LIBS_PRIVATE  the same as -l flags, for Libs.private in ssock.pc
+#                       (read by cmake/install.cmake)
 #   SSOCK_HAVE_TLS / SSOCK_HAVE_MBEDTLS / SSOCK_HAVE_OPENSSL  (ON/OFF)
 #   SSOCK_FEATURES_HEADER  the generated ${PROJECT_BINARY_DIR}/include/ssock/features.h
 #                          (install it next to ssock.h)
@@ -29,7 +30,7 @@ get_filename_component(_ssock_root "${CMAKE_CURRENT_LIST_DIR}/.." ABSOLUTE)
 set(SSOCK_CERTS_DIR "${_ssock_root}/certs")
 set(SSOCK_TLS_SOURCES "${_ssock_root}/src/tls.c")
 set(SSOCK_TLS_LIBS "")
-set(SSOCK_TLS_PC_LIBS "")
+set(SSOCK_PC_LIBS_PRIVATE "")
 set(SSOCK_HAVE_TLS OFF)
 set(SSOCK_HAVE_MBEDTLS OFF)
 set(SSOCK_HAVE_OPENSSL OFF)
@@ -43,8 +44,8 @@ if(SSOCK_TLS_MBEDTLS)
   find_library(MBEDCRYPTO_LIBRARY mbedcrypto)
   mark_as_advanced(MBEDTLS_INCLUDE_DIR MBEDTLS_LIBRARY MBEDX509_LIBRARY
                    MBEDCRYPTO_LIBRARY)
-  if(NOT MBEDTLS_INCLUDE_DIR OR NOT MBEDTLS_LIBRARY OR NOT MBEDX509_LIBRARY
-     OR NOT MBEDCRYPTO_LIBRARY)
+  if(NOT MBEDTLS_INCLUDE_DIR OR NOT EXISTS "${MBEDTLS_INCLUDE_DIR}/mbedtls/ssl.h"
+     OR NOT MBEDTLS_LIBRARY OR NOT MBEDX509_LIBRARY OR NOT MBEDCRYPTO_LIBRARY)
     message(FATAL_ERROR
       "ssock: mbedTLS not found (need mbedtls/ssl.h and libmbedtls, "
       "libmbedx509, libmbedcrypto; Debian/Ubuntu: apt install libmbedtls-dev). "
@@ -71,7 +72,7 @@ if(SSOCK_TLS_MBEDTLS)
   # Order matters for static linking: tls -> x509 -> crypto.
   list(APPEND SSOCK_TLS_LIBS "${MBEDTLS_LIBRARY}" "${MBEDX509_LIBRARY}"
        "${MBEDCRYPTO_LIBRARY}")
-  string(APPEND SSOCK_TLS_PC_LIBS " -lmbedtls -lmbedx509 -lmbedcrypto")
+  string(APPEND SSOCK_PC_LIBS_PRIVATE " -lmbedtls -lmbedx509 -lmbedcrypto")
 endif()
 
 # --- OpenSSL 3 (optional) -----------------------------------------------------
@@ -84,7 +85,7 @@ if(SSOCK_TLS_OPENSSL)
     set_source_files_properties("${_ssock_root}/src/tls_openssl.c" PROPERTIES
       INCLUDE_DIRECTORIES "${OPENSSL_INCLUDE_DIR}")
     list(APPEND SSOCK_TLS_LIBS "${OPENSSL_SSL_LIBRARY}" "${OPENSSL_CRYPTO_LIBRARY}")
-    string(APPEND SSOCK_TLS_PC_LIBS " -lssl -lcrypto")
+    string(APPEND SSOCK_PC_LIBS_PRIVATE " -lssl -lcrypto")
   else()
     message(STATUS "ssock: OpenSSL 3 not found: OpenSSL backend not built")
   endif()
@@ -96,7 +97,7 @@ elseif(SSOCK_TLS)
   message(WARNING "ssock: SSOCK_TLS is ON but no backend is enabled; "
                   "ssock_tls_config_new() will fail with SSOCK_ENOBACKEND")
 endif()
-string(STRIP "${SSOCK_TLS_PC_LIBS}" SSOCK_TLS_PC_LIBS)
+string(STRIP "${SSOCK_PC_LIBS_PRIVATE}" SSOCK_PC_LIBS_PRIVATE)
 
 set(SSOCK_FEATURES_HEADER "${PROJECT_BINARY_DIR}/include/ssock/features.h")
 configure_file("${_ssock_root}/include/ssock/features.h.in"

@@ -316,26 +316,25 @@ static int is_transient(int err)
 
 int ssock__server_accept_fd(ssock_server *srv, ssock_socket **out)
 {
-    for (;;) {
-        struct sockaddr_storage peer;
-        socklen_t plen = sizeof(peer);
-        int fd = srv->sys->accept4(srv->fd, (struct sockaddr *)&peer, &plen,
-                                   SOCK_CLOEXEC | SOCK_NONBLOCK);
-        if (fd >= 0) {
-            atomic_fetch_add(&srv->n_accepted, 1);
-            return ssock__socket_new(srv, fd, (struct sockaddr *)&peer, plen,
-                                     out);
-        }
-        int err = errno;
-        if (err == EAGAIN || err == EWOULDBLOCK)
-            return -EAGAIN;
-        if (is_transient(err))
-            continue;
-        atomic_store(&srv->last_os_error, err);
-        if (err == EMFILE || err == ENFILE)
-            shed_one(srv);
-        return -err;
+    struct sockaddr_storage peer;
+    socklen_t plen = sizeof(peer);
+    int fd = srv->sys->accept4(srv->fd, (struct sockaddr *)&peer, &plen,
+                               SOCK_CLOEXEC | SOCK_NONBLOCK);
+    if (fd >= 0) {
+        atomic_fetch_add(&srv->n_accepted, 1);
+        return ssock__socket_new(srv, fd, (struct sockaddr *)&peer, plen,
+                                 out);
     }
+    int err = errno;
+    /* A vanished client: back to poll(), which sees the deadline and
+     * the wake fd, so a stream of aborts cannot hold accept() past
+     * its timeout or past a close. */
+    if (is_transient(err))
+        return -EAGAIN;
+    atomic_store(&srv->last_os_error, err);
+    if (err == EMFILE || err == ENFILE)
+        shed_one(srv);
+    return -err;
 }
 
 static int plain_accept(ssock_server *srv, ssock__deadline deadline,
@@ -361,6 +360,8 @@ static int plain_accept(ssock_server *srv, ssock__deadline deadline,
         rc = ssock__server_accept_fd(srv, out);
         if (rc != -EAGAIN)
             return rc;
+        if (ssock__deadline_expired(deadline))
+            return SSOCK_ETIMEOUT;
     }
 }
 

@@ -1,0 +1,141 @@
+#!/bin/sh
+# make-certs.sh -- regenerate the ssock DEV/TEST PKI in this directory.
+#
+# DEVELOPMENT AND TESTS ONLY. The private keys below are published in the
+# source tree: never use any of these files to protect real traffic.
+#
+# Needs only the openssl command line (tested with OpenSSL 3.0). Run from any
+# directory; files are written next to this script. Names, subjects, key types
+# and validity windows are fixed; keys and signatures are new on every run, so
+# commit the result.
+#
+#   ca.pem / ca.key                 dev CA (ECDSA P-256)
+#   server-ecdsa.pem / .key         localhost, ECDSA P-256, signed by ca
+#   server-ecdsa.der / .key.der     the same certificate and key (PKCS#8) in DER
+#   server-rsa.pem / .key           localhost, RSA-2048, signed by ca
+#   client.pem / .key               TLS client cert (ECDSA P-256), signed by ca
+#   other-ca.pem / .key             a second, throwaway CA nobody trusts
+#   client-unknown.pem / .key       client cert signed by other-ca
+#   expired.pem / .key              localhost, valid 2000-01-01 .. 2001-01-01
+#   notyet.pem / .key               localhost, valid 2090-01-01 .. 2100-01-01
+#   mismatch.key                    a P-256 key that matches no certificate
+#   garbage.pem                     PEM armour around bytes that are not base64
+#
+# Everything else is valid 2024-01-01 .. 2044-01-01 (20 years). Server
+# certificates carry SAN DNS:localhost, IP:127.0.0.1, IP:::1.
+#
+# Every certificate is issued with `openssl ca` so that the validity window
+# is fixed and independent of the clock of the machine running this script
+# (OpenSSL 3.0's `x509 -req` can only count days from now, and cannot put
+# notAfter in the past).
+set -eu
+
+cd "$(dirname "$0")"
+NOT_BEFORE=20240101000000Z
+NOT_AFTER=20440101000000Z
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+
+ec_key() {
+    openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 \
+        -pkeyopt ec_param_enc:named_curve -out "$1"
+}
+rsa_key() { openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$1"; }
+
+cat >"$WORK/ext.cnf" <<'EOF'
+[ca_ext]
+basicConstraints = critical, CA:TRUE
+keyUsage = critical, keyCertSign, cRLSign
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid:always
+
+[server_ext]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature, keyEncipherment
+extendedKeyUsage = serverAuth
+subjectAltName = DNS:localhost, IP:127.0.0.1, IP:::1
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+
+[client_ext]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature
+extendedKeyUsage = clientAuth
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+EOF
+
+cat >"$WORK/ca.cnf" <<EOF
+[ca]
+default_ca = dev
+[dev]
+dir = $WORK/db
+database = \$dir/index.txt
+serial = \$dir/serial
+new_certs_dir = \$dir
+default_md = sha256
+policy = any
+unique_subject = no
+copy_extensions = none
+[any]
+organizationName = optional
+commonName = supplied
+EOF
+
+# sign OUT CSR EXT START END ISSUER_OPTIONS...
+sign() {
+    out=$1 csr=$2 ext=$3 sd=$4 ed=$5
+    shift 5
+    rm -rf "$WORK/db"
+    mkdir -p "$WORK/db"
+    : >"$WORK/db/index.txt"
+    openssl rand -hex 16 >"$WORK/db/serial"
+    if ! openssl ca -batch -notext -config "$WORK/ca.cnf" "$@" \
+        -startdate "$sd" -enddate "$ed" -extfile "$WORK/ext.cnf" \
+        -extensions "$ext" -in "$csr" -out "$out" 2>"$WORK/ca.log"; then
+        cat "$WORK/ca.log" >&2
+        exit 1
+    fi
+}
+
+# make_ca BASENAME CN: self-signed CA
+make_ca() {
+    ec_key "$1.key"
+    openssl req -new -key "$1.key" -subj "/O=ssock DEV-TEST ONLY/CN=$2" \
+        -out "$WORK/$1.csr"
+    sign "$1.pem" "$WORK/$1.csr" ca_ext "$NOT_BEFORE" "$NOT_AFTER" \
+        -selfsign -keyfile "$1.key"
+}
+
+# make_leaf BASENAME ec|rsa CN EXT ISSUER [START END]
+make_leaf() {
+    "${2}_key" "$1.key"
+    openssl req -new -key "$1.key" -subj "/O=ssock DEV-TEST ONLY/CN=$3" \
+        -out "$WORK/$1.csr"
+    sign "$1.pem" "$WORK/$1.csr" "$4" "${6:-$NOT_BEFORE}" "${7:-$NOT_AFTER}" \
+        -cert "$5.pem" -keyfile "$5.key"
+}
+
+make_ca ca "ssock DEV-TEST CA (do not trust)"
+make_ca other-ca "ssock OTHER DEV-TEST CA (unknown to servers)"
+
+make_leaf server-ecdsa ec localhost server_ext ca
+make_leaf server-rsa rsa localhost server_ext ca
+make_leaf client ec "ssock test client" client_ext ca
+make_leaf client-unknown ec "ssock unknown client" client_ext other-ca
+make_leaf expired ec localhost server_ext ca 20000101000000Z 20010101000000Z
+make_leaf notyet ec localhost server_ext ca 20900101000000Z 21000101000000Z
+
+ec_key mismatch.key
+
+openssl x509 -in server-ecdsa.pem -outform DER -out server-ecdsa.der
+openssl pkcs8 -topk8 -nocrypt -in server-ecdsa.key -outform DER -out server-ecdsa.key.der
+
+cat >garbage.pem <<'EOF'
+-----BEGIN CERTIFICATE-----
+This is not base64 at all: ssock tests use it as an unparsable PEM file!!
+-----END CERTIFICATE-----
+EOF
+
+chmod 0644 ./*.pem ./*.key ./*.der
+echo "certs regenerated in $(pwd) -- DEV/TEST ONLY"

@@ -1,0 +1,397 @@
+/*
+ * ssock/tls.h — TLS for ssock servers.
+ *
+ * The conventions of ssock/ssock.h hold here too (0 or a negative code,
+ * timeouts in ms, library-owned handles, no printing, no global state, no
+ * init call). In addition:
+ *
+ *  - A TLS configuration (ssock_tls_config) is built once from a
+ *    ssock_tls_options, is read-only afterwards, and is shared by every
+ *    server opened with it and every socket those servers accept. It is
+ *    reference counted (atomically): ssock_tls_config_free() may be called
+ *    right after the last ssock_server_open() that uses it; the memory goes
+ *    when the last server and socket using it are freed. Building configs,
+ *    freeing them and using one config from many threads at once are all
+ *    thread-safe.
+ *  - Two backends can be built in: mbedTLS (the default, targets the 2.28
+ *    LTS API) and OpenSSL 3. The backend is chosen per configuration at run
+ *    time. Nothing of either library appears in this header; which ones are
+ *    built is in ssock/features.h and in ssock_tls_backend_available().
+ *  - Strict defaults on both backends: TLS 1.2 or newer only;
+ *    forward-secret AEAD cipher suites only (ECDHE-ECDSA / ECDHE-RSA with
+ *    AES-GCM or CHACHA20-POLY1305, plus the TLS 1.3 suites on OpenSSL);
+ *    key exchange groups X25519, P-256, P-384, P-521 (also the curves
+ *    accepted for ECDSA client keys on mbedTLS); renegotiation, compression,
+ *    session cache and session tickets all off.
+ *  - Error detail: the functions that build a configuration write the
+ *    backend's own words (mbedTLS error string or OpenSSL error queue, and
+ *    the file concerned) to a caller-supplied buffer. Nothing is kept in a
+ *    global or thread-local variable of ours.
+ *
+ * Typical use:
+ *
+ *     ssock_tls_options t;
+ *     ssock_tls_options_init(&t);
+ *     t.cert_file = "server.pem";
+ *     t.key_file = "server.key";
+ *     char err[SSOCK_TLS_ERRBUF_SIZE];
+ *     ssock_tls_config *tls;
+ *     int rc = ssock_tls_config_new(&tls, &t, err, sizeof err);
+ *     if (rc != 0) { fprintf(stderr, "%s: %s\n", ssock_err_name(rc), err); ... }
+ *
+ *     ssock_server_options o;
+ *     ssock_server_options_init(&o);
+ *     o.tls = tls;
+ *     rc = ssock_server_open(&server, &o);
+ *     ssock_tls_config_free(tls);   // the server keeps its own reference
+ */
+#ifndef SSOCK_TLS_H
+#define SSOCK_TLS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ssock/features.h"
+#include "ssock/ssock.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------------ */
+/* Backends, versions, verification modes                              */
+/* ------------------------------------------------------------------ */
+
+/** TLS backend identifiers, for ssock_tls_options.backend. */
+typedef enum ssock_tls_backend_id {
+    /** mbedTLS when it is built in, else OpenSSL. */
+    SSOCK_TLS_BACKEND_DEFAULT = 0,
+    /** mbedTLS (2.28 LTS API; TLS 1.2 only). */
+    SSOCK_TLS_BACKEND_MBEDTLS = 1,
+    /** OpenSSL 3 (TLS 1.2 and 1.3). */
+    SSOCK_TLS_BACKEND_OPENSSL = 2
+} ssock_tls_backend_id;
+
+/** Protocol versions, for ssock_tls_options.min_version (the values are
+ * the wire version numbers). Nothing older than TLS 1.2 is offered. */
+typedef enum ssock_tls_version {
+    SSOCK_TLS_VERSION_1_2 = 0x0303,
+    SSOCK_TLS_VERSION_1_3 = 0x0304
+} ssock_tls_version;
+
+/** Client certificate verification, for ssock_tls_options.verify_client. */
+typedef enum ssock_tls_verify {
+    /** No client certificate is requested (the default). */
+    SSOCK_TLS_VERIFY_NONE = 0,
+    /** A client certificate is requested. A client may send none and the
+     * handshake succeeds (ssock_socket_tls_peer_subject() is then NULL),
+     * but a certificate that is sent must verify against the CA bundle,
+     * or the handshake fails. Needs a CA. */
+    SSOCK_TLS_VERIFY_OPTIONAL = 1,
+    /** A client certificate is required and must verify against the CA
+     * bundle, or the handshake fails. Needs a CA. */
+    SSOCK_TLS_VERIFY_REQUIRED = 2
+} ssock_tls_verify;
+
+/** Default handshake deadline per connection, ms. */
+#define SSOCK_TLS_DEFAULT_HANDSHAKE_TIMEOUT_MS 10000
+/** Default cap on handshakes in flight per server. */
+#define SSOCK_TLS_DEFAULT_MAX_HANDSHAKES 256
+/** An error buffer of this size holds any message the library writes
+ * (longer messages, e.g. with long file names, are truncated, always
+ * NUL-terminated). */
+#define SSOCK_TLS_ERRBUF_SIZE 512
+
+/* ------------------------------------------------------------------ */
+/* Options                                                             */
+/* ------------------------------------------------------------------ */
+
+/**
+ * Everything a TLS configuration is built from. Always fill it with
+ * ssock_tls_options_init() first, then change fields: later versions append
+ * fields that the init function gives safe defaults. Nothing it points to
+ * needs to outlive ssock_tls_config_new(): files are read and memory is
+ * copied during the call.
+ *
+ * Each of the certificate chain, the private key and the CA bundle comes
+ * either from a file (`*_file`, a path) or from memory (`*_mem` +
+ * `*_len`), never both. File or memory, the content may be PEM (recognised
+ * by a "-----BEGIN" line; the length need not count a terminating NUL) or
+ * DER (one or more concatenated DER certificates; a PKCS#8, SEC1 or PKCS#1
+ * key). Encrypted private keys are not supported.
+ */
+typedef struct ssock_tls_options {
+    /** SSOCK_TLS_BACKEND_DEFAULT (mbedTLS if built), _MBEDTLS or _OPENSSL. */
+    int backend;
+
+    /** Server certificate chain, leaf first (required, file or memory). */
+    const char *cert_file;
+    const void *cert_mem;
+    size_t cert_len;
+
+    /** Private key matching the leaf certificate (required). */
+    const char *key_file;
+    const void *key_mem;
+    size_t key_len;
+
+    /** CA certificates that client certificates must chain to (optional;
+     * needed by SSOCK_TLS_VERIFY_OPTIONAL and _REQUIRED; its subjects are
+     * sent to clients as the acceptable CA list). */
+    const char *ca_file;
+    const void *ca_mem;
+    size_t ca_len;
+
+    /** ssock_tls_verify value; default SSOCK_TLS_VERIFY_NONE. */
+    int verify_client;
+
+    /** ssock_tls_version value; default SSOCK_TLS_VERSION_1_2. The highest
+     * version offered is the backend's highest (TLS 1.3 on OpenSSL, 1.2 on
+     * mbedTLS 2.28). Asking mbedTLS 2.28 for 1.3 fails with
+     * SSOCK_EVERSION; it is never silently lowered. */
+    int min_version;
+
+    /** ALPN protocols the server accepts, most preferred first (the server's
+     * order decides), e.g. {"h2", "http/1.1"}; each 1..255 bytes. NULL /
+     * 0: no ALPN. When a client offers ALPN and none of its protocols is in
+     * this list, the handshake fails (no_application_protocol alert); a
+     * client that offers no ALPN is accepted and gets none. */
+    const char *const *alpn;
+    size_t alpn_count;
+
+    /** Total time a connection may spend in its handshake, ms, > 0 (one
+     * deadline from accept, not reset by each byte). Default
+     * SSOCK_TLS_DEFAULT_HANDSHAKE_TIMEOUT_MS. */
+    int handshake_timeout_ms;
+
+    /** Handshakes a server keeps in flight at once, > 0; when full, the
+     * oldest is dropped. Default SSOCK_TLS_DEFAULT_MAX_HANDSHAKES. */
+    int max_handshakes;
+
+    /** 0 (default): a certificate in the server's own chain that is expired
+     * or not yet valid (against the system clock when the configuration is
+     * built) is an error, SSOCK_ECERTTIME. Non-zero: it is accepted and a
+     * warning is left in ssock_tls_config_message() (clients will normally
+     * reject it; for tests and clock-less devices). This flag does not
+     * relax the checks on client certificates. */
+    int allow_expired_cert;
+} ssock_tls_options;
+
+/** Fill `opts` with the defaults: default backend, no certificate, key or
+ * CA, SSOCK_TLS_VERIFY_NONE, SSOCK_TLS_VERSION_1_2, no ALPN, default
+ * handshake timeout and cap, allow_expired_cert 0. No-op on NULL. */
+SSOCK_API void ssock_tls_options_init(ssock_tls_options *opts);
+
+/* ------------------------------------------------------------------ */
+/* Configuration                                                       */
+/* ------------------------------------------------------------------ */
+
+/** A built, immutable TLS server configuration. Opaque. */
+typedef struct ssock_tls_config ssock_tls_config;
+
+/**
+ * Build a TLS configuration: read and parse the certificate chain, key and
+ * CA, check that the key matches the leaf certificate and that every
+ * certificate of the chain is within its validity dates, and prepare the
+ * backend.
+ *
+ * Checks run in this order: arguments (backend, timeout, cap, version,
+ * verification mode, sources, ALPN), then files are read, then the backend
+ * checks its own limits (version) and parses and checks the contents. The
+ * first failure is returned.
+ *
+ * @param out    receives the configuration (reference count 1), or NULL
+ *               whenever the result is not 0.
+ * @param opts   options (see ssock_tls_options); not retained.
+ * @param errbuf optional (may be NULL); on failure receives a one-line
+ *               explanation naming the input concerned and carrying the
+ *               backend's own message (e.g. "certificate 'x.pem': X509 -
+ *               The CRT/CRL/CSR has an invalid format ... (-0x2180)", or
+ *               "cannot read key file 'y.key': No such file or directory");
+ *               on success receives the warnings (as
+ *               ssock_tls_config_message()) or "". Always NUL-terminated
+ *               when errlen > 0; SSOCK_TLS_ERRBUF_SIZE is enough.
+ * @param errlen size of errbuf.
+ * @return 0;
+ *         SSOCK_EINVAL (NULL `out` or `opts`);
+ *         SSOCK_ENOBACKEND (unknown backend id, or a backend not built in);
+ *         SSOCK_EBADTIMEOUT (handshake_timeout_ms <= 0);
+ *         SSOCK_ETLSCONFIG (max_handshakes <= 0; unknown verify_client or
+ *           min_version value; certificate or key missing, or given both as
+ *           file and memory; memory pointer NULL or length 0; verification
+ *           asked without a CA; ALPN entry NULL, empty or longer than 255
+ *           bytes, or alpn NULL with alpn_count > 0; a certificate the
+ *           backend refuses to use, e.g. a key too weak for its security
+ *           level);
+ *         SSOCK_EVERSION (min_version the backend does not have: TLS 1.3 on
+ *           mbedTLS 2.28);
+ *         SSOCK_EFILE (a file cannot be opened or read, is not a regular
+ *           file, or is larger than 16 MiB; errno text in errbuf);
+ *         SSOCK_ECERTPARSE (a certificate, key or CA cannot be parsed, or
+ *           holds no certificate; encrypted key);
+ *         SSOCK_EKEYMISMATCH (the key does not belong to the leaf
+ *           certificate);
+ *         SSOCK_ECERTTIME (a chain certificate is expired or not yet valid
+ *           and allow_expired_cert is 0);
+ *         SSOCK_ENOMEM.
+ * Blocks only to read files. Thread-safe.
+ */
+SSOCK_API SSOCK_NODISCARD int ssock_tls_config_new(ssock_tls_config **out,
+                                                   const ssock_tls_options *opts,
+                                                   char *errbuf, size_t errlen);
+
+/**
+ * Warnings left by a successful ssock_tls_config_new() (for example
+ * "certificate 'expired.pem' expired on 2001-01-01 (accepted:
+ * allow_expired_cert)", or a CA that is unused because verify_client is
+ * none), one per line; "" when there are none. NULL for a NULL config.
+ * Valid as long as the caller holds its reference.
+ */
+SSOCK_API const char *ssock_tls_config_message(const ssock_tls_config *cfg);
+
+/** The backend the configuration uses (SSOCK_TLS_BACKEND_MBEDTLS or
+ * _OPENSSL, never _DEFAULT), or SSOCK_EINVAL for NULL. */
+SSOCK_API int ssock_tls_config_backend(const ssock_tls_config *cfg);
+
+/**
+ * Drop the caller's reference. Servers and sockets still using the
+ * configuration keep it alive; the last one to go frees it. No-op on NULL.
+ * Thread-safe; the caller must not use `cfg` afterwards.
+ */
+SSOCK_API void ssock_tls_config_free(ssock_tls_config *cfg);
+
+/** 1 if `backend` (a ssock_tls_backend_id; _DEFAULT means "any") is built
+ * into this library, else 0. */
+SSOCK_API int ssock_tls_backend_available(int backend);
+
+/**
+ * Name of a backend: "mbedtls" or "openssl" (whether built in or not);
+ * for SSOCK_TLS_BACKEND_DEFAULT the name of the backend it stands for in
+ * this build ("mbedtls", or "openssl" when mbedTLS is not built in, or
+ * "none"); NULL for an unknown id. Static strings.
+ */
+SSOCK_API const char *ssock_tls_backend_name(int backend);
+
+/** Backend id for a name ("mbedtls", "openssl" or "default", case-
+ * insensitive), whether built in or not; SSOCK_ENOBACKEND for any other
+ * name, SSOCK_EINVAL for NULL. For command lines such as --backend. */
+SSOCK_API int ssock_tls_backend_from_name(const char *name);
+
+/* ------------------------------------------------------------------ */
+/* TLS servers                                                         */
+/* ------------------------------------------------------------------ */
+
+/*
+ * A server is made a TLS server by setting `ssock_server_options.tls` to a
+ * configuration before ssock_server_open() (NULL, the default, gives a
+ * plain server). The server takes its own reference to the configuration,
+ * and each socket it accepts takes one too. Then:
+ *
+ *  - ssock_server_accept() returns only sockets whose handshake has
+ *    finished. It waits at most the accept timeout, handshake time
+ *    included. Handshakes run non-blocking and concurrently inside the
+ *    accepting thread (one poll() over the listening socket, the wake
+ *    descriptor and every pending handshake); the first one to finish is
+ *    returned, so silent, slow or malicious clients do not delay others.
+ *  - A handshake still pending when accept's timeout ends is kept for the
+ *    next call. Each one ends at its own deadline, handshake_timeout_ms
+ *    after the connection was taken (one total deadline). When
+ *    max_handshakes are in flight, the oldest is dropped to make room.
+ *  - Failed handshakes (not TLS, malformed or truncated ClientHello,
+ *    version or cipher mismatch, client certificate missing or rejected,
+ *    unknown ALPN, peer closed) are closed and counted, never returned, and
+ *    never end accept() early.
+ *  - ssock_server_close() from another thread wakes the acceptor and frees
+ *    every pending handshake.
+ *  - Accepted TLS sockets keep the whole ssock_socket API and its
+ *    semantics (timeouts, SSOCK_EOF, SSOCK_ESERVERCLOSED, wake on close).
+ *    The backend's WANT_READ / WANT_WRITE are handled inside, under the
+ *    same timeouts; a TLS protocol failure is SSOCK_ETLS, with the
+ *    backend's text in ssock_socket_tls_error(). Closing sends
+ *    close_notify (best effort, bounded by the write timeout) and always
+ *    frees everything. Writes never raise SIGPIPE (the backends write
+ *    through the library's send with MSG_NOSIGNAL).
+ */
+
+/** Handshake counters of a TLS server (since it was opened). */
+typedef struct ssock_tls_stats {
+    /** TCP connections taken from the listening socket. */
+    uint64_t accepted;
+    /** Handshakes finished (sockets handed out or about to be). */
+    uint64_t handshakes_ok;
+    /** Handshakes that failed (protocol error, rejected certificate, peer
+     * closed, I/O error). */
+    uint64_t handshakes_failed;
+    /** Handshakes ended by their handshake deadline. */
+    uint64_t handshakes_timed_out;
+    /** Handshakes dropped because max_handshakes were in flight, or freed
+     * by server close. */
+    uint64_t handshakes_dropped;
+    /** Handshakes pending right now. */
+    uint64_t in_flight;
+} ssock_tls_stats;
+
+/**
+ * Read a TLS server's counters.
+ * @return 0; SSOCK_EINVAL (NULL argument); SSOCK_ENOTTLS (a plain
+ *         server; `stats` is zeroed).
+ * Safe from any thread while the server handle is alive; each counter is
+ * read atomically, the set is not one snapshot. Still answers after close.
+ */
+SSOCK_API int ssock_server_tls_stats(const ssock_server *server,
+                                     ssock_tls_stats *stats);
+
+/**
+ * Text of the backend's error for the most recent failed handshake on this
+ * server (e.g. "SSL - No client certification received from the client,
+ * but required by the authentication mode"), "" when none failed yet, NULL
+ * for a NULL or plain server. Valid until the next call to
+ * ssock_server_accept() or ssock_server_free(); call it from the accepting
+ * thread.
+ */
+SSOCK_API const char *ssock_server_tls_last_error(const ssock_server *server);
+
+/* ------------------------------------------------------------------ */
+/* TLS sockets                                                         */
+/* ------------------------------------------------------------------ */
+
+/*
+ * These describe the session of a socket accepted from a TLS server. Each
+ * returns a string owned by the socket, valid until the socket is closed
+ * (ssock_socket_close() or ssock_socket_free(): closing frees the TLS
+ * session), or NULL when `sock` is NULL, is not a TLS socket, is closed, or
+ * the item is not present. Same thread rules as other socket calls.
+ */
+
+/** Negotiated protocol version: "TLSv1.2" or "TLSv1.3". */
+SSOCK_API const char *ssock_socket_tls_version(const ssock_socket *sock);
+
+/** Negotiated cipher suite, IANA name with both backends, e.g.
+ * "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256" or "TLS_AES_128_GCM_SHA256". */
+SSOCK_API const char *ssock_socket_tls_cipher(const ssock_socket *sock);
+
+/** ALPN protocol selected, e.g. "h2"; NULL when none was negotiated. */
+SSOCK_API const char *ssock_socket_tls_alpn(const ssock_socket *sock);
+
+/** Host name the client asked for with SNI; NULL when it sent none. The
+ * server presents its one certificate whatever the name; compare this
+ * yourself if it matters. */
+SSOCK_API const char *ssock_socket_tls_sni(const ssock_socket *sock);
+
+/**
+ * Subject of the client certificate, present only when one was sent and
+ * verified (mutual TLS), as "O=ssock, CN=client" in certificate order,
+ * ", " between attributes. Escaping of unusual characters follows the
+ * backend (RFC 2253 style on OpenSSL). NULL when no verified certificate.
+ */
+SSOCK_API const char *ssock_socket_tls_peer_subject(const ssock_socket *sock);
+
+/** Backend text of the last TLS failure on this socket ("" if none), NULL
+ * when `sock` is NULL, not a TLS socket, or closed. Valid until the next
+ * call on the socket. */
+SSOCK_API const char *ssock_socket_tls_error(const ssock_socket *sock);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* SSOCK_TLS_H */

@@ -1,0 +1,497 @@
+/*
+ * tls.c — backend-neutral TLS configuration front: options, validation,
+ * reading files, reference counting, backend selection. Everything that
+ * touches mbedTLS or OpenSSL is in tls_mbedtls.c / tls_openssl.c.
+ */
+#include "tls_backend.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* Larger certificate / key / CA files are refused (SSOCK_EFILE). */
+#define TLS_MAX_FILE (16u * 1024u * 1024u)
+/* An ALPN extension carries at most 2^16-1 bytes of length-prefixed names. */
+#define TLS_MAX_ALPN_WIRE 65535u
+
+struct ssock_tls_config {
+    atomic_int refs;
+    int backend_id;
+    const struct ssock__tls_backend *be;
+    void *bcfg;
+    int handshake_timeout_ms;
+    int max_handshakes;
+    char *message; /* warnings, "" when none */
+};
+
+/* One input after reading: a private copy followed by a NUL byte. */
+struct tls_blob {
+    unsigned char *data;
+    size_t len;
+};
+
+static void errf(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void errf(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (err == NULL || errlen == 0)
+        return;
+    va_start(ap, fmt);
+    (void)vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+/* Thread-safe strerror for both the GNU and the XSI strerror_r. */
+const char *ssock__tls_errno_text(int e, char *buf, size_t len)
+{
+#if defined(__GLIBC__) && defined(_GNU_SOURCE)
+    return strerror_r(e, buf, len);
+#else
+    if (strerror_r(e, buf, len) != 0)
+        (void)snprintf(buf, len, "errno %d", e);
+    return buf;
+#endif
+}
+
+/* Overwrite memory that held key material (not optimised away). */
+static void wipe(void *p, size_t n)
+{
+    volatile unsigned char *v = p;
+
+    while (n-- > 0)
+        *v++ = 0;
+}
+
+static void blob_free(struct tls_blob *b, int secret)
+{
+    if (b->data != NULL) {
+        if (secret)
+            wipe(b->data, b->len);
+        free(b->data);
+    }
+    b->data = NULL;
+    b->len = 0;
+}
+
+static SSOCK__TLS_NODISCARD int blob_from_mem(struct tls_blob *b,
+                                              const void *mem, size_t len,
+                                              char *err, size_t errlen)
+{
+    b->data = malloc(len + 1);
+    if (b->data == NULL) {
+        errf(err, errlen, "out of memory");
+        return SSOCK_ENOMEM;
+    }
+    memcpy(b->data, mem, len);
+    b->data[len] = 0;
+    b->len = len;
+    return 0;
+}
+
+static SSOCK__TLS_NODISCARD int blob_from_file(struct tls_blob *b,
+                                               const char *what,
+                                               const char *path, char *err,
+                                               size_t errlen)
+{
+    char ebuf[128];
+    struct stat st;
+    size_t cap, got = 0;
+    int fd, rc = 0, e = 0;
+
+    do
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    while (fd < 0 && errno == EINTR);
+    if (fd < 0) {
+        e = errno;
+        goto out;
+    }
+    if (fstat(fd, &st) != 0) {
+        e = errno;
+        goto out;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        e = S_ISDIR(st.st_mode) ? EISDIR : EINVAL;
+        goto out;
+    }
+    if ((unsigned long long)st.st_size > TLS_MAX_FILE) {
+        e = EFBIG;
+        goto out;
+    }
+    cap = (size_t)st.st_size;
+    b->data = malloc(cap + 1);
+    if (b->data == NULL) {
+        errf(err, errlen, "out of memory");
+        rc = SSOCK_ENOMEM;
+        goto out;
+    }
+    /* Read what fstat announced; a file that grows meanwhile is cut there. */
+    while (got < cap) {
+        ssize_t n = read(fd, b->data + got, cap - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            e = errno;
+            goto out;
+        }
+        if (n == 0)
+            break;
+        got += (size_t)n;
+    }
+    b->data[got] = 0;
+    b->len = got;
+out:
+    if (fd >= 0)
+        (void)close(fd);
+    if (e != 0) {
+        errf(err, errlen, "cannot read %s file '%s': %s", what, path,
+             ssock__tls_errno_text(e, ebuf, sizeof ebuf));
+        rc = SSOCK_EFILE;
+    }
+    if (rc != 0)
+        blob_free(b, 1);
+    return rc;
+}
+
+/* Check that exactly one source is given (unless optional) and load it. */
+static SSOCK__TLS_NODISCARD int
+blob_load(struct tls_blob *b, const char *what, const char *field,
+          const char *file, const void *mem, size_t len, int required,
+          char *err, size_t errlen)
+{
+    if (file != NULL && (mem != NULL || len != 0)) {
+        errf(err, errlen, "%s: give a file or memory, not both", what);
+        return SSOCK_ETLSCONFIG;
+    }
+    if (file != NULL) {
+        if (file[0] == '\0') {
+            errf(err, errlen, "%s: file name is empty", what);
+            return SSOCK_ETLSCONFIG;
+        }
+        return blob_from_file(b, what, file, err, errlen);
+    }
+    if (mem == NULL && len == 0) {
+        if (!required)
+            return 0;
+        errf(err, errlen, "%s is required (set %s_file or %s_mem)", what,
+             field, field);
+        return SSOCK_ETLSCONFIG;
+    }
+    if (mem == NULL || len == 0) {
+        errf(err, errlen, "%s: memory source needs a pointer and a length > 0",
+             what);
+        return SSOCK_ETLSCONFIG;
+    }
+    return blob_from_mem(b, mem, len, err, errlen);
+}
+
+/* ------------------------------------------------------------------ */
+
+const struct ssock__tls_backend *ssock__tls_backend_get(int backend)
+{
+    switch (backend) {
+    case SSOCK_TLS_BACKEND_DEFAULT:
+#if SSOCK_HAVE_MBEDTLS
+        return &ssock__tls_mbedtls;
+#elif SSOCK_HAVE_OPENSSL
+        return &ssock__tls_openssl;
+#else
+        return NULL;
+#endif
+    case SSOCK_TLS_BACKEND_MBEDTLS:
+#if SSOCK_HAVE_MBEDTLS
+        return &ssock__tls_mbedtls;
+#else
+        return NULL;
+#endif
+    case SSOCK_TLS_BACKEND_OPENSSL:
+#if SSOCK_HAVE_OPENSSL
+        return &ssock__tls_openssl;
+#else
+        return NULL;
+#endif
+    default:
+        return NULL;
+    }
+}
+
+static int resolve_backend_id(int backend)
+{
+    if (backend != SSOCK_TLS_BACKEND_DEFAULT)
+        return backend;
+#if SSOCK_HAVE_MBEDTLS
+    return SSOCK_TLS_BACKEND_MBEDTLS;
+#elif SSOCK_HAVE_OPENSSL
+    return SSOCK_TLS_BACKEND_OPENSSL;
+#else
+    return SSOCK_TLS_BACKEND_DEFAULT;
+#endif
+}
+
+void ssock_tls_options_init(ssock_tls_options *opts)
+{
+    if (opts == NULL)
+        return;
+    memset(opts, 0, sizeof *opts);
+    opts->backend = SSOCK_TLS_BACKEND_DEFAULT;
+    opts->verify_client = SSOCK_TLS_VERIFY_NONE;
+    opts->min_version = SSOCK_TLS_VERSION_1_2;
+    opts->alpn = NULL;
+    opts->alpn_count = 0;
+    opts->handshake_timeout_ms = SSOCK_TLS_DEFAULT_HANDSHAKE_TIMEOUT_MS;
+    opts->max_handshakes = SSOCK_TLS_DEFAULT_MAX_HANDSHAKES;
+    opts->allow_expired_cert = 0;
+}
+
+static SSOCK__TLS_NODISCARD int check_options(const ssock_tls_options *o,
+                                              char *err, size_t errlen)
+{
+    size_t i, wire = 0;
+
+    if (ssock__tls_backend_get(o->backend) == NULL) {
+        if (ssock_tls_backend_name(o->backend) == NULL)
+            errf(err, errlen, "unknown TLS backend id %d", o->backend);
+        else
+            errf(err, errlen, "TLS backend '%s' is not built into this library",
+                 ssock_tls_backend_name(o->backend));
+        return SSOCK_ENOBACKEND;
+    }
+    if (o->handshake_timeout_ms <= 0) {
+        errf(err, errlen, "handshake_timeout_ms must be > 0 (got %d)",
+             o->handshake_timeout_ms);
+        return SSOCK_EBADTIMEOUT;
+    }
+    if (o->max_handshakes <= 0) {
+        errf(err, errlen, "max_handshakes must be > 0 (got %d)",
+             o->max_handshakes);
+        return SSOCK_ETLSCONFIG;
+    }
+    if (o->min_version != SSOCK_TLS_VERSION_1_2 &&
+        o->min_version != SSOCK_TLS_VERSION_1_3) {
+        errf(err, errlen,
+             "min_version 0x%04x unknown (use SSOCK_TLS_VERSION_1_2 or _1_3)",
+             (unsigned)o->min_version);
+        return SSOCK_ETLSCONFIG;
+    }
+    if (o->verify_client != SSOCK_TLS_VERIFY_NONE &&
+        o->verify_client != SSOCK_TLS_VERIFY_OPTIONAL &&
+        o->verify_client != SSOCK_TLS_VERIFY_REQUIRED) {
+        errf(err, errlen, "verify_client %d unknown", o->verify_client);
+        return SSOCK_ETLSCONFIG;
+    }
+    if (o->verify_client != SSOCK_TLS_VERIFY_NONE && o->ca_file == NULL &&
+        o->ca_mem == NULL) {
+        errf(err, errlen, "verify_client %s needs a CA (ca_file or ca_mem)",
+             o->verify_client == SSOCK_TLS_VERIFY_REQUIRED ? "required"
+                                                           : "optional");
+        return SSOCK_ETLSCONFIG;
+    }
+    if (o->alpn_count > 0 && o->alpn == NULL) {
+        errf(err, errlen, "alpn is NULL but alpn_count is %zu", o->alpn_count);
+        return SSOCK_ETLSCONFIG;
+    }
+    for (i = 0; i < o->alpn_count; i++) {
+        size_t n;
+
+        if (o->alpn[i] == NULL) {
+            errf(err, errlen, "alpn[%zu] is NULL", i);
+            return SSOCK_ETLSCONFIG;
+        }
+        n = strlen(o->alpn[i]);
+        if (n == 0 || n > 255) {
+            errf(err, errlen,
+                 "alpn[%zu] is %zu bytes; each ALPN protocol must be 1..255 "
+                 "bytes",
+                 i, n);
+            return SSOCK_ETLSCONFIG;
+        }
+        wire += n + 1;
+        if (wire > TLS_MAX_ALPN_WIRE - 2) {
+            errf(err, errlen, "ALPN list too long for the TLS extension");
+            return SSOCK_ETLSCONFIG;
+        }
+    }
+    return 0;
+}
+
+int ssock_tls_config_new(ssock_tls_config **out, const ssock_tls_options *opts,
+                         char *errbuf, size_t errlen)
+{
+    struct tls_blob cert = {NULL, 0}, key = {NULL, 0}, ca = {NULL, 0};
+    ssock_tls_options o;
+    ssock_tls_config *cfg = NULL;
+    char *msg = NULL;
+    size_t msglen = SSOCK_TLS_ERRBUF_SIZE;
+    int rc;
+
+    if (errbuf != NULL && errlen > 0)
+        errbuf[0] = '\0';
+    if (out != NULL)
+        *out = NULL;
+    if (out == NULL || opts == NULL) {
+        errf(errbuf, errlen, "%s is NULL", out == NULL ? "out" : "opts");
+        return SSOCK_EINVAL;
+    }
+    /* Backends always get a real buffer; copied to errbuf at the end. */
+    msg = calloc(1, msglen);
+    if (msg == NULL) {
+        errf(errbuf, errlen, "out of memory");
+        return SSOCK_ENOMEM;
+    }
+    rc = check_options(opts, msg, msglen);
+    if (rc != 0)
+        goto out;
+    rc = blob_load(&cert, "certificate", "cert", opts->cert_file,
+                   opts->cert_mem, opts->cert_len, 1, msg, msglen);
+    if (rc != 0)
+        goto out;
+    rc = blob_load(&key, "key", "key", opts->key_file, opts->key_mem,
+                   opts->key_len, 1, msg, msglen);
+    if (rc != 0)
+        goto out;
+    rc = blob_load(&ca, "CA", "ca", opts->ca_file, opts->ca_mem, opts->ca_len,
+                   0, msg, msglen);
+    if (rc != 0)
+        goto out;
+
+    cfg = calloc(1, sizeof *cfg);
+    if (cfg == NULL) {
+        errf(msg, msglen, "out of memory");
+        rc = SSOCK_ENOMEM;
+        goto out;
+    }
+    atomic_init(&cfg->refs, 1);
+    cfg->backend_id = resolve_backend_id(opts->backend);
+    cfg->be = ssock__tls_backend_get(cfg->backend_id);
+    cfg->handshake_timeout_ms = opts->handshake_timeout_ms;
+    cfg->max_handshakes = opts->max_handshakes;
+
+    o = *opts;
+    o.backend = cfg->backend_id;
+    o.cert_mem = cert.data;
+    o.cert_len = cert.len;
+    o.key_mem = key.data;
+    o.key_len = key.len;
+    o.ca_mem = ca.data;
+    o.ca_len = ca.len;
+    rc = cfg->be->config_new(&o, &cfg->bcfg, msg, msglen);
+    if (rc != 0) {
+        if (msg[0] == '\0')
+            errf(msg, msglen, "%s backend failed (%d)", cfg->be->name, rc);
+        goto out;
+    }
+    cfg->message = msg;
+    msg = NULL;
+    *out = cfg;
+    cfg = NULL;
+out:
+    if (errbuf != NULL && errlen > 0) {
+        const char *text = (*out != NULL) ? (*out)->message : msg;
+        errf(errbuf, errlen, "%s", text != NULL ? text : "");
+    }
+    blob_free(&cert, 0);
+    blob_free(&key, 1);
+    blob_free(&ca, 0);
+    free(msg);
+    free(cfg); /* only reached on failure, before the backend succeeded */
+    return rc;
+}
+
+const char *ssock_tls_config_message(const ssock_tls_config *cfg)
+{
+    return cfg != NULL ? cfg->message : NULL;
+}
+
+int ssock_tls_config_backend(const ssock_tls_config *cfg)
+{
+    return cfg != NULL ? cfg->backend_id : SSOCK_EINVAL;
+}
+
+ssock_tls_config *ssock__tls_config_ref(const ssock_tls_config *cfg)
+{
+    ssock_tls_config *c = (ssock_tls_config *)(uintptr_t)cfg;
+
+    if (c != NULL)
+        atomic_fetch_add_explicit(&c->refs, 1, memory_order_relaxed);
+    return c;
+}
+
+void ssock__tls_config_unref(ssock_tls_config *cfg)
+{
+    if (cfg == NULL)
+        return;
+    if (atomic_fetch_sub_explicit(&cfg->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    cfg->be->config_free(cfg->bcfg);
+    free(cfg->message);
+    free(cfg);
+}
+
+void ssock_tls_config_free(ssock_tls_config *cfg)
+{
+    ssock__tls_config_unref(cfg);
+}
+
+const struct ssock__tls_backend *
+ssock__tls_config_backend(const ssock_tls_config *cfg)
+{
+    return cfg != NULL ? cfg->be : NULL;
+}
+
+void *ssock__tls_config_bcfg(const ssock_tls_config *cfg)
+{
+    return cfg != NULL ? cfg->bcfg : NULL;
+}
+
+int ssock__tls_config_handshake_timeout(const ssock_tls_config *cfg)
+{
+    return cfg != NULL ? cfg->handshake_timeout_ms : SSOCK_EINVAL;
+}
+
+int ssock__tls_config_max_handshakes(const ssock_tls_config *cfg)
+{
+    return cfg != NULL ? cfg->max_handshakes : SSOCK_EINVAL;
+}
+
+int ssock_tls_backend_available(int backend)
+{
+    return ssock__tls_backend_get(backend) != NULL;
+}
+
+const char *ssock_tls_backend_name(int backend)
+{
+    switch (backend) {
+    case SSOCK_TLS_BACKEND_DEFAULT: {
+        const struct ssock__tls_backend *be = ssock__tls_backend_get(backend);
+        return be != NULL ? be->name : "none";
+    }
+    case SSOCK_TLS_BACKEND_MBEDTLS:
+        return "mbedtls";
+    case SSOCK_TLS_BACKEND_OPENSSL:
+        return "openssl";
+    default:
+        return NULL;
+    }
+}
+
+int ssock_tls_backend_from_name(const char *name)
+{
+    if (name == NULL)
+        return SSOCK_EINVAL;
+    if (strcasecmp(name, "default") == 0)
+        return SSOCK_TLS_BACKEND_DEFAULT;
+    if (strcasecmp(name, "mbedtls") == 0)
+        return SSOCK_TLS_BACKEND_MBEDTLS;
+    if (strcasecmp(name, "openssl") == 0)
+        return SSOCK_TLS_BACKEND_OPENSSL;
+    return SSOCK_ENOBACKEND;
+}

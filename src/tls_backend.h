@@ -1,0 +1,119 @@
+/*
+ * tls_backend.h — the internal table every TLS backend implements, and the
+ * accessors the core uses on a ssock_tls_config. Not installed.
+ *
+ * Layers: tls.c (backend-neutral front: options, validation, file reading,
+ * refcount, backend selection) -> one table per backend (tls_mbedtls.c,
+ * tls_openssl.c) -> the transport, reached ONLY through struct
+ * ssock__tls_io. The same backend code therefore runs over a socket, a
+ * socketpair or a fuzz buffer.
+ *
+ * Threads: a backend config (bcfg) is immutable after config_new and may be
+ * used by many sessions on many threads at once. A session is used by one
+ * thread at a time. The caller keeps the bcfg alive (by holding a
+ * ssock_tls_config reference) until every session made from it is freed.
+ * Backends never print, never touch signals, and keep error text only in
+ * the buffers below.
+ */
+#ifndef SSOCK_TLS_BACKEND_H
+#define SSOCK_TLS_BACKEND_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "ssock/tls.h"
+
+#if defined(__GNUC__)
+#define SSOCK__TLS_NODISCARD __attribute__((warn_unused_result))
+#else
+#define SSOCK__TLS_NODISCARD
+#endif
+
+/* The only way a backend reaches the transport. */
+struct ssock__tls_io {
+    void *ctx;
+    /* >0 bytes moved; recv: 0 = transport EOF; -1 with errno set:
+     * EAGAIN/EWOULDBLOCK = would block (backends also treat EINTR so),
+     * anything else = error (the backend returns it as -errno). */
+    ssize_t (*send)(void *ctx, const void *buf, size_t len);
+    ssize_t (*recv)(void *ctx, void *buf, size_t len);
+};
+
+#define SSOCK__TLS_WANT_READ 1
+#define SSOCK__TLS_WANT_WRITE 2
+
+/* Strings valid for the session's life; NULL = none / not yet known.
+ * cipher is the IANA name on both backends. peer_subject only for a client
+ * certificate that was sent and verified. */
+struct ssock__tls_info {
+    const char *version, *cipher, *alpn, *sni, *peer_subject;
+};
+
+/*
+ * config_new receives options already checked and normalised by tls.c:
+ *  - backend is this backend; verify_client, min_version, alpn,
+ *    handshake_timeout_ms, max_handshakes hold valid values;
+ *  - cert_mem/cert_len and key_mem/key_len are always set, and ca_mem/ca_len
+ *    when a CA was given (ca_mem NULL otherwise); each buffer is followed by
+ *    a NUL byte not counted in its length (so PEM can be handed to parsers
+ *    that want the NUL). The *_file fields are kept only to name the input
+ *    in messages (NULL = came from memory).
+ * On failure it writes a one-line message to err (never NULL, errlen > 0)
+ * and returns a negative SSOCK_E*: SSOCK_EVERSION, SSOCK_ECERTPARSE,
+ * SSOCK_EKEYMISMATCH, SSOCK_ECERTTIME, SSOCK_ETLSCONFIG, SSOCK_ENOMEM. On
+ * success it returns 0 and leaves warnings (one per line) or "" in err.
+ */
+struct ssock__tls_backend {
+    const char *name;
+    int (*config_new)(const ssock_tls_options *o, void **bcfg, char *err,
+                      size_t errlen);
+    void (*config_free)(void *bcfg);
+    /* 0 / SSOCK_ENOMEM / SSOCK_ETLS. `io` is copied. */
+    int (*session_new)(void *bcfg, const struct ssock__tls_io *io,
+                       void **sess);
+    /* 0 done; WANT_READ/WANT_WRITE; negative: SSOCK_ETLS (or -errno from
+     * io, or SSOCK_EOF if the peer closed). */
+    int (*handshake)(void *sess);
+    /* 0 with *n > 0; WANT_*; SSOCK_EOF on close_notify or transport EOF;
+     * negative (SSOCK_ETLS, -errno). *n is 0 unless the result is 0. */
+    int (*read)(void *sess, void *buf, size_t len, size_t *n);
+    /* 0 with *n > 0 consumed (may be less than len: the caller loops);
+     * WANT_*; negative. After WANT_* call again with the same bytes (the
+     * buffer may move) and at least the same len. */
+    int (*write)(void *sess, const void *buf, size_t len, size_t *n);
+    /* decrypted bytes readable without I/O */
+    size_t (*pending)(void *sess);
+    /* 0 sent; WANT_WRITE (call again); negative */
+    int (*close_notify)(void *sess);
+    void (*session_free)(void *sess); /* NULL ok */
+    void (*info)(void *sess, struct ssock__tls_info *out);
+    /* last backend error text of this session, or "" */
+    const char *(*session_error)(void *sess);
+};
+
+/* Only those built (see SSOCK_HAVE_* in ssock/features.h). */
+#if SSOCK_HAVE_MBEDTLS
+extern const struct ssock__tls_backend ssock__tls_mbedtls;
+#endif
+#if SSOCK_HAVE_OPENSSL
+extern const struct ssock__tls_backend ssock__tls_openssl;
+#endif
+
+/* Table for a backend id (DEFAULT resolved), or NULL if not built. */
+const struct ssock__tls_backend *ssock__tls_backend_get(int backend);
+
+/* Take one more reference (for a server or socket); returns cfg. NULL ok. */
+ssock_tls_config *ssock__tls_config_ref(const ssock_tls_config *cfg);
+/* Drop one reference; the last one frees the config. NULL ok. */
+void ssock__tls_config_unref(ssock_tls_config *cfg);
+
+const struct ssock__tls_backend *
+ssock__tls_config_backend(const ssock_tls_config *cfg);
+void *ssock__tls_config_bcfg(const ssock_tls_config *cfg);
+int ssock__tls_config_handshake_timeout(const ssock_tls_config *cfg);
+int ssock__tls_config_max_handshakes(const ssock_tls_config *cfg);
+
+/* Thread-safe strerror (tls.c), for backend messages. */
+const char *ssock__tls_errno_text(int e, char *buf, size_t len);
+
+#endif /* SSOCK_TLS_BACKEND_H */

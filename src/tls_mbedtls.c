@@ -1,0 +1,851 @@
+/*
+ * tls_mbedtls.c — the mbedTLS backend (targets the 2.28 LTS API; the spots
+ * that differ in 3.x are behind MBEDTLS_VERSION_MAJOR checks, unbuilt and
+ * untested here).
+ *
+ * Threads: the mbedtls_ssl_config, certificates, key and the CTR-DRBG are
+ * per configuration and shared by every session. That is safe only when
+ * mbedTLS is built with MBEDTLS_THREADING_C (the DRBG and RSA blinding then
+ * take their own mutexes) — Debian's 2.28 is (THREADING_C +
+ * THREADING_PTHREAD, checked both in the headers and, through
+ * mbedtls_version_check_feature(), in the library actually loaded). When
+ * either says no, the configuration uses a stateless getrandom() RNG
+ * instead of the shared DRBG; RSA keys would still not be safe to share
+ * across threads there, so use one thread per configuration.
+ *
+ * Memory: every session holds mbedTLS's two record buffers for its whole
+ * life (MBEDTLS_SSL_IN_CONTENT_LEN / OUT_CONTENT_LEN, 16 KiB each in
+ * Debian's build, which lacks MBEDTLS_SSL_VARIABLE_BUFFER_LENGTH); measured
+ * about 36 KiB of heap per idle session after the handshake (the handshake
+ * structures are freed when it ends).
+ */
+#include "tls_backend.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <mbedtls/version.h>
+#if MBEDTLS_VERSION_MAJOR >= 3
+#include <mbedtls/build_info.h>
+#else
+#include <mbedtls/config.h>
+#endif
+#include <mbedtls/asn1.h>
+#include <mbedtls/ctr_drbg.h>
+#include <mbedtls/entropy.h>
+#include <mbedtls/error.h>
+#include <mbedtls/net_sockets.h>
+#include <mbedtls/pk.h>
+#include <mbedtls/ssl.h>
+#include <mbedtls/x509_crt.h>
+
+#include <sys/random.h>
+
+#if MBEDTLS_VERSION_MAJOR >= 3 && defined(MBEDTLS_SSL_PROTO_TLS1_3)
+#define MB_HAVE_TLS13 1
+#else
+#define MB_HAVE_TLS13 0
+#endif
+
+#if MBEDTLS_VERSION_MAJOR >= 3 && (MB_HAVE_TLS13 || defined(MBEDTLS_USE_PSA_CRYPTO))
+/* mbedTLS 3.x needs PSA initialised for TLS 1.3 / USE_PSA_CRYPTO
+ * (idempotent). Untested here: Debian ships 2.28. */
+#include <psa/crypto.h>
+#define MB_NEED_PSA 1
+#else
+#define MB_NEED_PSA 0
+#endif
+
+struct mb_cfg {
+    mbedtls_ssl_config conf;
+    mbedtls_x509_crt chain;
+    mbedtls_pk_context key;
+    mbedtls_x509_crt ca;
+    mbedtls_entropy_context entropy;
+    mbedtls_ctr_drbg_context drbg;
+    char **alpn; /* NULL-terminated copy, as mbedtls_ssl_conf_alpn_protocols
+                    wants; lives as long as conf */
+    int verify;
+    int shared_drbg; /* mbedTLS locks the DRBG: sessions may share it */
+};
+
+struct mb_sess {
+    /* First member: callbacks that get the mbedtls_ssl_context (SNI) find
+     * the session by converting the pointer back. */
+    mbedtls_ssl_context ssl;
+    struct mb_cfg *cfg;
+    struct ssock__tls_io io;
+    int io_errno;      /* errno of the last failed io call, 0 if none */
+    int eof;           /* io recv returned 0 */
+    int hs_done;       /* handshake finished */
+    size_t wlen;       /* len of a write that returned WANT_*, else 0 */
+    uint32_t vflags;   /* verification flags seen on the client chain */
+    char *sni;
+    char *subject;
+    int info_ready;
+    char cipher[96];
+    char err[256];
+};
+
+/* Forward-secret AEAD suites only, in preference order. */
+static const int mb_suites[] = {
+#if MB_HAVE_TLS13
+    MBEDTLS_TLS1_3_AES_128_GCM_SHA256,
+    MBEDTLS_TLS1_3_AES_256_GCM_SHA384,
+    MBEDTLS_TLS1_3_CHACHA20_POLY1305_SHA256,
+#endif
+    MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+    MBEDTLS_TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+    MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+    MBEDTLS_TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+    MBEDTLS_TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+    MBEDTLS_TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+    0};
+
+/* Key exchange groups (also the curves accepted on client ECDSA keys). */
+#if MBEDTLS_VERSION_NUMBER >= 0x03010000
+static const uint16_t mb_groups[] = {
+    MBEDTLS_SSL_IANA_TLS_GROUP_X25519, MBEDTLS_SSL_IANA_TLS_GROUP_SECP256R1,
+    MBEDTLS_SSL_IANA_TLS_GROUP_SECP384R1, MBEDTLS_SSL_IANA_TLS_GROUP_SECP521R1,
+    MBEDTLS_SSL_IANA_TLS_GROUP_NONE};
+#else
+static const mbedtls_ecp_group_id mb_curves[] = {
+    MBEDTLS_ECP_DP_CURVE25519, MBEDTLS_ECP_DP_SECP256R1,
+    MBEDTLS_ECP_DP_SECP384R1, MBEDTLS_ECP_DP_SECP521R1, MBEDTLS_ECP_DP_NONE};
+#endif
+
+static void mb_errf(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void mb_errf(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    (void)vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+/* Append a line to a warning buffer. */
+static void mb_warn(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void mb_warn(char *err, size_t errlen, const char *fmt, ...)
+{
+    size_t used = strlen(err);
+    va_list ap;
+
+    if (used > 0 && used + 1 < errlen) {
+        err[used++] = '\n';
+        err[used] = '\0';
+    }
+    if (used + 1 >= errlen)
+        return;
+    va_start(ap, fmt);
+    (void)vsnprintf(err + used, errlen - used, fmt, ap);
+    va_end(ap);
+}
+
+/* "<mbedTLS text> (-0xNNNN)" */
+static const char *mb_strerror(int ret, char *buf, size_t len)
+{
+    char tmp[160];
+
+    mbedtls_strerror(ret, tmp, sizeof tmp);
+    (void)snprintf(buf, len, "%s (-0x%04x)", tmp, (unsigned)-ret);
+    return buf;
+}
+
+static const char *label(const char *file)
+{
+    return file != NULL ? file : "(memory)";
+}
+
+static int is_pem(const unsigned char *data)
+{
+    /* data is NUL-terminated by tls.c; DER has a NUL within a few bytes */
+    return strstr((const char *)data, "-----BEGIN") != NULL;
+}
+
+/* Stateless, thread-safe RNG used when mbedTLS cannot lock its DRBG. */
+static int mb_getrandom(unsigned char *out, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = getrandom(out, len, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return MBEDTLS_ERR_ENTROPY_SOURCE_FAILED;
+        out += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+/* Does the mbedTLS in use lock its DRBG (headers and loaded library)? */
+static int mb_threading(void)
+{
+#if defined(MBEDTLS_THREADING_C)
+#if defined(MBEDTLS_VERSION_C) && defined(MBEDTLS_VERSION_FEATURES)
+    return mbedtls_version_check_feature("MBEDTLS_THREADING_C") == 0;
+#else
+    return 1;
+#endif
+#else
+    return 0;
+#endif
+}
+
+/* The RNG of every session of a config (p is the struct mb_cfg). */
+static int mb_rng(void *p, unsigned char *out, size_t len)
+{
+    struct mb_cfg *c = p;
+
+    if (c->shared_drbg)
+        return mbedtls_ctr_drbg_random(&c->drbg, out, len);
+    return mb_getrandom(out, len);
+}
+
+/* Parse PEM (any number of certificates) or concatenated DER. */
+static SSOCK__TLS_NODISCARD int mb_parse_crts(mbedtls_x509_crt *crt,
+                                              const char *what,
+                                              const char *file,
+                                              const unsigned char *data,
+                                              size_t len, char *err,
+                                              size_t errlen)
+{
+    char eb[200];
+    int ret;
+
+    if (is_pem(data)) {
+        ret = mbedtls_x509_crt_parse(crt, data, len + 1);
+        if (ret < 0) {
+            mb_errf(err, errlen, "%s '%s': %s", what, label(file),
+                    mb_strerror(ret, eb, sizeof eb));
+            return ret == MBEDTLS_ERR_X509_ALLOC_FAILED ? SSOCK_ENOMEM
+                                                        : SSOCK_ECERTPARSE;
+        }
+        if (ret > 0) {
+            mb_errf(err, errlen, "%s '%s': %d certificate(s) could not be parsed",
+                    what, label(file), ret);
+            return SSOCK_ECERTPARSE;
+        }
+    } else {
+        const unsigned char *p = data, *end = data + len;
+
+        while (p < end) {
+            unsigned char *q = (unsigned char *)(uintptr_t)p;
+            size_t body;
+
+            ret = mbedtls_asn1_get_tag(&q, end, &body,
+                                       MBEDTLS_ASN1_CONSTRUCTED |
+                                           MBEDTLS_ASN1_SEQUENCE);
+            if (ret == 0)
+                ret = mbedtls_x509_crt_parse_der(crt, p,
+                                                 (size_t)(q - p) + body);
+            if (ret != 0) {
+                mb_errf(err, errlen, "%s '%s': not PEM, and DER: %s", what,
+                        label(file), mb_strerror(ret, eb, sizeof eb));
+                return ret == MBEDTLS_ERR_X509_ALLOC_FAILED ? SSOCK_ENOMEM
+                                                            : SSOCK_ECERTPARSE;
+            }
+            p = q + body;
+        }
+    }
+    if (crt->raw.p == NULL) {
+        mb_errf(err, errlen, "%s '%s': no certificate found", what,
+                label(file));
+        return SSOCK_ECERTPARSE;
+    }
+    return 0;
+}
+
+static void mb_date(const mbedtls_x509_time *t, char *buf, size_t len)
+{
+    (void)snprintf(buf, len, "%04d-%02d-%02d", t->year, t->mon, t->day);
+}
+
+/* Every certificate of our own chain must be within its dates. */
+static SSOCK__TLS_NODISCARD int mb_check_times(const mbedtls_x509_crt *chain,
+                                               const ssock_tls_options *o,
+                                               char *err, size_t errlen)
+{
+    const mbedtls_x509_crt *c;
+    char date[16];
+    int i = 0;
+
+    for (c = chain; c != NULL && c->raw.p != NULL; c = c->next, i++) {
+        const char *why;
+
+        if (mbedtls_x509_time_is_past(&c->valid_to)) {
+            why = "expired on";
+            mb_date(&c->valid_to, date, sizeof date);
+        } else if (mbedtls_x509_time_is_future(&c->valid_from)) {
+            why = "is not valid before";
+            mb_date(&c->valid_from, date, sizeof date);
+        } else {
+            continue;
+        }
+        if (!o->allow_expired_cert) {
+            mb_errf(err, errlen,
+                    "certificate '%s' (#%d in chain) %s %s (set "
+                    "allow_expired_cert to accept it)",
+                    label(o->cert_file), i, why, date);
+            return SSOCK_ECERTTIME;
+        }
+        mb_warn(err, errlen,
+                "certificate '%s' (#%d in chain) %s %s (accepted: "
+                "allow_expired_cert)",
+                label(o->cert_file), i, why, date);
+    }
+    return 0;
+}
+
+/* SNI: remember the name the client asked for (the one certificate is
+ * served whatever it is). Names with a NUL byte or longer than 255 bytes
+ * are refused (unrecognized_name alert), as OpenSSL does. */
+static int mb_sni(void *unused, mbedtls_ssl_context *ssl,
+                  const unsigned char *name, size_t len)
+{
+    struct mb_sess *s = (struct mb_sess *)(void *)ssl;
+    char *copy;
+
+    (void)unused;
+    if (len == 0 || len > 255 || memchr(name, 0, len) != NULL)
+        return -1;
+    copy = malloc(len + 1);
+    if (copy == NULL)
+        return -1;
+    memcpy(copy, name, len);
+    copy[len] = '\0';
+    free(s->sni);
+    s->sni = copy;
+    return 0;
+}
+
+static void mb_config_free(void *p)
+{
+    struct mb_cfg *c = p;
+    size_t i;
+
+    if (c == NULL)
+        return;
+    mbedtls_ssl_config_free(&c->conf);
+    mbedtls_x509_crt_free(&c->chain);
+    mbedtls_pk_free(&c->key);
+    mbedtls_x509_crt_free(&c->ca);
+    mbedtls_ctr_drbg_free(&c->drbg);
+    mbedtls_entropy_free(&c->entropy);
+    if (c->alpn != NULL) {
+        for (i = 0; c->alpn[i] != NULL; i++)
+            free(c->alpn[i]);
+        free(c->alpn);
+    }
+    free(c);
+}
+
+static SSOCK__TLS_NODISCARD int mb_copy_alpn(struct mb_cfg *c,
+                                             const ssock_tls_options *o)
+{
+    size_t i;
+
+    c->alpn = calloc(o->alpn_count + 1, sizeof *c->alpn);
+    if (c->alpn == NULL)
+        return SSOCK_ENOMEM;
+    for (i = 0; i < o->alpn_count; i++) {
+        size_t n = strlen(o->alpn[i]);
+
+        c->alpn[i] = malloc(n + 1);
+        if (c->alpn[i] == NULL)
+            return SSOCK_ENOMEM;
+        memcpy(c->alpn[i], o->alpn[i], n + 1);
+    }
+    return 0;
+}
+
+static int mb_config_new(const ssock_tls_options *o, void **bcfg, char *err,
+                         size_t errlen)
+{
+    static const char pers[] = "ssock mbedtls config";
+    struct mb_cfg *c = NULL;
+    char eb[200];
+    int ret, rc = 0;
+
+    *bcfg = NULL;
+    err[0] = '\0';
+    if (o->min_version == SSOCK_TLS_VERSION_1_3 && !MB_HAVE_TLS13) {
+        mb_errf(err, errlen,
+                "TLS 1.3 is not available in mbedTLS %s (built without "
+                "MBEDTLS_SSL_PROTO_TLS1_3); use min_version TLS 1.2 or the "
+                "OpenSSL backend",
+                MBEDTLS_VERSION_STRING);
+        return SSOCK_EVERSION;
+    }
+#if MB_NEED_PSA
+    if (psa_crypto_init() != PSA_SUCCESS) {
+        mb_errf(err, errlen, "psa_crypto_init failed");
+        return SSOCK_ETLSCONFIG;
+    }
+#endif
+    c = calloc(1, sizeof *c);
+    if (c == NULL) {
+        mb_errf(err, errlen, "out of memory");
+        return SSOCK_ENOMEM;
+    }
+    c->verify = o->verify_client;
+    c->shared_drbg = mb_threading();
+    mbedtls_ssl_config_init(&c->conf);
+    mbedtls_x509_crt_init(&c->chain);
+    mbedtls_pk_init(&c->key);
+    mbedtls_x509_crt_init(&c->ca);
+    mbedtls_entropy_init(&c->entropy);
+    mbedtls_ctr_drbg_init(&c->drbg);
+
+    ret = !c->shared_drbg
+              ? 0
+              : mbedtls_ctr_drbg_seed(&c->drbg, mbedtls_entropy_func,
+                                      &c->entropy, (const unsigned char *)pers,
+                                      sizeof pers - 1);
+    if (ret != 0) {
+        mb_errf(err, errlen, "seeding the DRBG failed: %s",
+                mb_strerror(ret, eb, sizeof eb));
+        rc = SSOCK_ETLSCONFIG;
+        goto out;
+    }
+
+    /* Certificate chain, key, pair check, dates. */
+    rc = mb_parse_crts(&c->chain, "certificate", o->cert_file, o->cert_mem,
+                       o->cert_len, err, errlen);
+    if (rc != 0)
+        goto out;
+#if MBEDTLS_VERSION_MAJOR >= 3
+    ret = mbedtls_pk_parse_key(&c->key, o->key_mem,
+                               is_pem(o->key_mem) ? o->key_len + 1 : o->key_len,
+                               NULL, 0, mb_rng, c);
+#else
+    ret = mbedtls_pk_parse_key(&c->key, o->key_mem,
+                               is_pem(o->key_mem) ? o->key_len + 1 : o->key_len,
+                               NULL, 0);
+#endif
+    if (ret != 0) {
+        if (ret == MBEDTLS_ERR_PK_PASSWORD_REQUIRED)
+            mb_errf(err, errlen,
+                    "key '%s': encrypted private keys are not supported",
+                    label(o->key_file));
+        else
+            mb_errf(err, errlen, "key '%s': %s", label(o->key_file),
+                    mb_strerror(ret, eb, sizeof eb));
+        rc = ret == MBEDTLS_ERR_PK_ALLOC_FAILED ? SSOCK_ENOMEM
+                                                : SSOCK_ECERTPARSE;
+        goto out;
+    }
+#if MBEDTLS_VERSION_MAJOR >= 3
+    ret = mbedtls_pk_check_pair(&c->chain.pk, &c->key, mb_rng, c);
+#else
+    ret = mbedtls_pk_check_pair(&c->chain.pk, &c->key);
+#endif
+    if (ret != 0) {
+        mb_errf(err, errlen, "key '%s' does not match certificate '%s': %s",
+                label(o->key_file), label(o->cert_file),
+                mb_strerror(ret, eb, sizeof eb));
+        rc = SSOCK_EKEYMISMATCH;
+        goto out;
+    }
+    rc = mb_check_times(&c->chain, o, err, errlen);
+    if (rc != 0)
+        goto out;
+
+    if (o->ca_mem != NULL) {
+        rc = mb_parse_crts(&c->ca, "CA", o->ca_file, o->ca_mem, o->ca_len,
+                           err, errlen);
+        if (rc != 0)
+            goto out;
+        if (o->verify_client == SSOCK_TLS_VERIFY_NONE)
+            mb_warn(err, errlen, "CA '%s' is unused: verify_client is none",
+                    label(o->ca_file));
+    }
+
+    ret = mbedtls_ssl_config_defaults(&c->conf, MBEDTLS_SSL_IS_SERVER,
+                                      MBEDTLS_SSL_TRANSPORT_STREAM,
+                                      MBEDTLS_SSL_PRESET_DEFAULT);
+    if (ret != 0) {
+        mb_errf(err, errlen, "mbedtls_ssl_config_defaults: %s",
+                mb_strerror(ret, eb, sizeof eb));
+        rc = SSOCK_ETLSCONFIG;
+        goto out;
+    }
+    mbedtls_ssl_conf_rng(&c->conf, mb_rng, c);
+#if MBEDTLS_VERSION_MAJOR >= 3
+    mbedtls_ssl_conf_min_tls_version(&c->conf,
+                                     o->min_version == SSOCK_TLS_VERSION_1_3
+                                         ? MBEDTLS_SSL_VERSION_TLS1_3
+                                         : MBEDTLS_SSL_VERSION_TLS1_2);
+#else
+    mbedtls_ssl_conf_min_version(&c->conf, MBEDTLS_SSL_MAJOR_VERSION_3,
+                                 MBEDTLS_SSL_MINOR_VERSION_3);
+    mbedtls_ssl_conf_max_version(&c->conf, MBEDTLS_SSL_MAJOR_VERSION_3,
+                                 MBEDTLS_SSL_MINOR_VERSION_3);
+#endif
+    mbedtls_ssl_conf_ciphersuites(&c->conf, mb_suites);
+#if MBEDTLS_VERSION_NUMBER >= 0x03010000
+    mbedtls_ssl_conf_groups(&c->conf, mb_groups);
+#else
+    mbedtls_ssl_conf_curves(&c->conf, mb_curves);
+#endif
+#if defined(MBEDTLS_SSL_RENEGOTIATION)
+    mbedtls_ssl_conf_renegotiation(&c->conf, MBEDTLS_SSL_RENEGOTIATION_DISABLED);
+#endif
+    /* No session cache and no ticket callbacks are installed: no resumption. */
+    mbedtls_ssl_conf_authmode(&c->conf,
+                              o->verify_client == SSOCK_TLS_VERIFY_REQUIRED
+                                  ? MBEDTLS_SSL_VERIFY_REQUIRED
+                              : o->verify_client == SSOCK_TLS_VERIFY_OPTIONAL
+                                  ? MBEDTLS_SSL_VERIFY_OPTIONAL
+                                  : MBEDTLS_SSL_VERIFY_NONE);
+    if (o->ca_mem != NULL)
+        mbedtls_ssl_conf_ca_chain(&c->conf, &c->ca, NULL);
+    ret = mbedtls_ssl_conf_own_cert(&c->conf, &c->chain, &c->key);
+    if (ret != 0) {
+        mb_errf(err, errlen, "mbedtls_ssl_conf_own_cert: %s",
+                mb_strerror(ret, eb, sizeof eb));
+        rc = SSOCK_ENOMEM;
+        goto out;
+    }
+    if (o->alpn_count > 0) {
+        rc = mb_copy_alpn(c, o);
+        if (rc != 0) {
+            mb_errf(err, errlen, "out of memory");
+            goto out;
+        }
+        ret = mbedtls_ssl_conf_alpn_protocols(&c->conf,
+                                              (const char **)c->alpn);
+        if (ret != 0) {
+            mb_errf(err, errlen, "ALPN list: %s",
+                    mb_strerror(ret, eb, sizeof eb));
+            rc = SSOCK_ETLSCONFIG;
+            goto out;
+        }
+    }
+    /* The SNI callback is installed per config but stores per session. */
+    mbedtls_ssl_conf_sni(&c->conf, mb_sni, NULL);
+    *bcfg = c;
+    c = NULL;
+out:
+    mb_config_free(c);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* Sessions                                                            */
+/* ------------------------------------------------------------------ */
+
+static int would_block(int e)
+{
+    return e == EAGAIN || e == EWOULDBLOCK || e == EINTR;
+}
+
+static int mb_send(void *ctx, const unsigned char *buf, size_t len)
+{
+    struct mb_sess *s = ctx;
+    ssize_t n;
+
+    if (len > INT_MAX)
+        len = INT_MAX;
+    errno = 0;
+    n = s->io.send(s->io.ctx, buf, len);
+    if (n > 0)
+        return (int)n;
+    if (n < 0 && would_block(errno))
+        return MBEDTLS_ERR_SSL_WANT_WRITE;
+    s->io_errno = (n < 0 && errno != 0) ? errno : EIO;
+    return MBEDTLS_ERR_NET_SEND_FAILED;
+}
+
+static int mb_recv(void *ctx, unsigned char *buf, size_t len)
+{
+    struct mb_sess *s = ctx;
+    ssize_t n;
+
+    if (len > INT_MAX)
+        len = INT_MAX;
+    errno = 0;
+    n = s->io.recv(s->io.ctx, buf, len);
+    if (n > 0)
+        return (int)n;
+    if (n == 0) {
+        s->eof = 1;
+        return 0; /* mbedTLS reports MBEDTLS_ERR_SSL_CONN_EOF */
+    }
+    if (would_block(errno))
+        return MBEDTLS_ERR_SSL_WANT_READ;
+    s->io_errno = errno != 0 ? errno : EIO;
+    return MBEDTLS_ERR_NET_RECV_FAILED;
+}
+
+/* Client chain verification (per session, so the flags can be kept for the
+ * error text). A non-zero return makes mbedTLS fail the handshake even in
+ * OPTIONAL mode, which gives SSOCK_TLS_VERIFY_OPTIONAL its meaning: no
+ * certificate is fine, a bad one is not. */
+static int mb_verify(void *p, mbedtls_x509_crt *crt, int depth,
+                     uint32_t *flags)
+{
+    struct mb_sess *s = p;
+
+    (void)crt;
+    (void)depth;
+    s->vflags |= *flags;
+    return *flags != 0 ? MBEDTLS_ERR_X509_CERT_VERIFY_FAILED : 0;
+}
+
+static void mb_set_error(struct mb_sess *s, int ret)
+{
+    char eb[200];
+
+    if (s->io_errno != 0) {
+        (void)snprintf(s->err, sizeof s->err, "transport error: %s",
+                       ssock__tls_errno_text(s->io_errno, eb, sizeof eb));
+    } else if (s->vflags != 0 && (ret == MBEDTLS_ERR_X509_FATAL_ERROR ||
+                                  ret == MBEDTLS_ERR_X509_CERT_VERIFY_FAILED)) {
+        /* our verify callback refused the client chain: say why */
+        char vi[200];
+        size_t n;
+        char *q;
+
+        vi[0] = '\0';
+        (void)mbedtls_x509_crt_verify_info(vi, sizeof vi, "", s->vflags);
+        for (q = vi; *q != '\0'; q++)
+            if (*q == '\n')
+                *q = ';';
+        n = strlen(vi);
+        while (n > 0 && (vi[n - 1] == ';' || vi[n - 1] == ' '))
+            vi[--n] = '\0';
+        (void)snprintf(s->err, sizeof s->err,
+                       "client certificate rejected: %s (flags 0x%x)", vi,
+                       (unsigned)s->vflags);
+    } else {
+        (void)snprintf(s->err, sizeof s->err, "%s",
+                       mb_strerror(ret, eb, sizeof eb));
+    }
+}
+
+/* Map an mbedTLS result (not > 0) to the table's codes. */
+static int mb_result(struct mb_sess *s, int ret)
+{
+    if (ret == MBEDTLS_ERR_SSL_WANT_READ)
+        return SSOCK__TLS_WANT_READ;
+    if (ret == MBEDTLS_ERR_SSL_WANT_WRITE)
+        return SSOCK__TLS_WANT_WRITE;
+    if (ret == 0 || ret == MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY ||
+        ret == MBEDTLS_ERR_SSL_CONN_EOF) {
+        (void)snprintf(s->err, sizeof s->err, "%s",
+                       ret == MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY
+                           ? "peer sent close_notify"
+                           : "peer closed the connection");
+        return SSOCK_EOF;
+    }
+    mb_set_error(s, ret);
+    if (s->io_errno != 0)
+        return -s->io_errno;
+    if (s->eof)
+        return SSOCK_EOF;
+    if (ret == MBEDTLS_ERR_SSL_ALLOC_FAILED)
+        return SSOCK_ENOMEM;
+    return SSOCK_ETLS;
+}
+
+static int mb_session_new(void *bcfg, const struct ssock__tls_io *io,
+                          void **sessp)
+{
+    struct mb_cfg *c = bcfg;
+    struct mb_sess *s;
+    int ret;
+
+    *sessp = NULL;
+    s = calloc(1, sizeof *s);
+    if (s == NULL)
+        return SSOCK_ENOMEM;
+    s->cfg = c;
+    s->io = *io;
+    mbedtls_ssl_init(&s->ssl);
+    ret = mbedtls_ssl_setup(&s->ssl, &c->conf);
+    if (ret != 0) {
+        mbedtls_ssl_free(&s->ssl);
+        free(s);
+        return ret == MBEDTLS_ERR_SSL_ALLOC_FAILED ? SSOCK_ENOMEM : SSOCK_ETLS;
+    }
+    mbedtls_ssl_set_bio(&s->ssl, s, mb_send, mb_recv, NULL);
+    if (c->verify != SSOCK_TLS_VERIFY_NONE)
+        mbedtls_ssl_set_verify(&s->ssl, mb_verify, s);
+    *sessp = s;
+    return 0;
+}
+
+static int mb_handshake(void *p)
+{
+    struct mb_sess *s = p;
+    int ret;
+
+    if (s->hs_done)
+        return 0;
+    s->io_errno = 0;
+    ret = mbedtls_ssl_handshake(&s->ssl);
+    if (ret == 0) {
+        s->hs_done = 1;
+        return 0;
+    }
+    ret = mb_result(s, ret);
+    if (ret == 0) /* mbedtls never returns that for a pending handshake */
+        ret = SSOCK_ETLS;
+    return ret;
+}
+
+static int mb_read(void *p, void *buf, size_t len, size_t *n)
+{
+    struct mb_sess *s = p;
+    int ret;
+
+    *n = 0;
+    if (len == 0)
+        return 0;
+    if (len > INT_MAX)
+        len = INT_MAX;
+    s->io_errno = 0;
+    ret = mbedtls_ssl_read(&s->ssl, buf, len);
+    if (ret > 0) {
+        *n = (size_t)ret;
+        return 0;
+    }
+    return mb_result(s, ret);
+}
+
+static int mb_write(void *p, const void *buf, size_t len, size_t *n)
+{
+    struct mb_sess *s = p;
+    int ret;
+
+    *n = 0;
+    if (len == 0)
+        return 0;
+    /* mbedtls_ssl_write must be retried with exactly the same length: it
+     * then reports that length as written. Keep it. */
+    if (s->wlen != 0) {
+        if (len < s->wlen) {
+            (void)snprintf(s->err, sizeof s->err,
+                           "write retried with %zu bytes after WANT with %zu",
+                           len, s->wlen);
+            return SSOCK_EINVAL;
+        }
+        len = s->wlen;
+    } else if (len > INT_MAX) {
+        len = INT_MAX;
+    }
+    s->io_errno = 0;
+    ret = mbedtls_ssl_write(&s->ssl, buf, len);
+    if (ret > 0) {
+        s->wlen = 0;
+        *n = (size_t)ret;
+        return 0;
+    }
+    ret = mb_result(s, ret);
+    if (ret == SSOCK__TLS_WANT_READ || ret == SSOCK__TLS_WANT_WRITE)
+        s->wlen = len;
+    else
+        s->wlen = 0;
+    return ret;
+}
+
+static size_t mb_pending(void *p)
+{
+    struct mb_sess *s = p;
+
+    return mbedtls_ssl_get_bytes_avail(&s->ssl);
+}
+
+static int mb_close_notify(void *p)
+{
+    struct mb_sess *s = p;
+    int ret;
+
+    s->io_errno = 0;
+    ret = mbedtls_ssl_close_notify(&s->ssl);
+    if (ret == 0)
+        return 0;
+    ret = mb_result(s, ret);
+    return ret == SSOCK_EOF ? SSOCK_ETLS : ret;
+}
+
+static void mb_session_free(void *p)
+{
+    struct mb_sess *s = p;
+
+    if (s == NULL)
+        return;
+    mbedtls_ssl_free(&s->ssl);
+    free(s->sni);
+    free(s->subject);
+    free(s);
+}
+
+static void mb_info(void *p, struct ssock__tls_info *out)
+{
+    struct mb_sess *s = p;
+
+    memset(out, 0, sizeof *out);
+    out->sni = s->sni;
+    if (!s->hs_done)
+        return;
+    if (!s->info_ready) {
+        const char *cs = mbedtls_ssl_get_ciphersuite(&s->ssl);
+        const mbedtls_x509_crt *peer;
+        size_t i;
+
+        s->info_ready = 1;
+        /* mbedTLS names are the IANA names with '-' for '_' */
+        if (cs != NULL) {
+            for (i = 0; cs[i] != '\0' && i + 1 < sizeof s->cipher; i++)
+                s->cipher[i] = cs[i] == '-' ? '_' : cs[i];
+            s->cipher[i] = '\0';
+        }
+        peer = mbedtls_ssl_get_peer_cert(&s->ssl);
+        if (peer != NULL && s->cfg->verify != SSOCK_TLS_VERIFY_NONE &&
+            mbedtls_ssl_get_verify_result(&s->ssl) == 0) {
+            s->subject = malloc(512);
+            if (s->subject != NULL &&
+                mbedtls_x509_dn_gets(s->subject, 512, &peer->subject) < 0) {
+                free(s->subject);
+                s->subject = NULL;
+            }
+        }
+    }
+    out->version = mbedtls_ssl_get_version(&s->ssl);
+    out->cipher = s->cipher[0] != '\0' ? s->cipher : NULL;
+    out->alpn = mbedtls_ssl_get_alpn_protocol(&s->ssl);
+    out->peer_subject = s->subject;
+}
+
+static const char *mb_session_error(void *p)
+{
+    struct mb_sess *s = p;
+
+    return s->err;
+}
+
+const struct ssock__tls_backend ssock__tls_mbedtls = {
+    .name = "mbedtls",
+    .config_new = mb_config_new,
+    .config_free = mb_config_free,
+    .session_new = mb_session_new,
+    .handshake = mb_handshake,
+    .read = mb_read,
+    .write = mb_write,
+    .pending = mb_pending,
+    .close_notify = mb_close_notify,
+    .session_free = mb_session_free,
+    .info = mb_info,
+    .session_error = mb_session_error,
+};

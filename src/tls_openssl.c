@@ -1,0 +1,849 @@
+/*
+ * tls_openssl.c — the OpenSSL 3 backend.
+ *
+ * The transport is a custom BIO (one BIO_METHOD per configuration) over the
+ * ssock__tls_io callbacks, so every byte goes through the library's own
+ * send (MSG_NOSIGNAL) and recv. No process-wide state is changed beyond
+ * OpenSSL's own automatic initialisation; nothing is printed (the error
+ * queue is drained into our buffers); PEM reading never prompts for a
+ * password.
+ *
+ * Threads: the SSL_CTX is immutable after config_new and shared by all
+ * sessions (OpenSSL 3 is thread-safe for that). The error queue is
+ * per-thread; it is cleared before each operation and drained after a
+ * failure.
+ *
+ * Memory: SSL_MODE_RELEASE_BUFFERS returns the record buffers of idle
+ * sessions (as nginx does); measured about 14 KiB of heap per idle session
+ * after the handshake.
+ */
+#include "tls_backend.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/bio.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+#if OPENSSL_VERSION_NUMBER < 0x30000000L
+#error "the ssock OpenSSL backend needs OpenSSL 3"
+#endif
+
+struct os_cfg {
+    SSL_CTX *ctx;
+    BIO_METHOD *meth;
+    unsigned char *alpn; /* wire format: length-prefixed names */
+    unsigned int alpn_len;
+    int verify;
+};
+
+struct os_sess {
+    SSL *ssl;
+    struct os_cfg *cfg;
+    struct ssock__tls_io io;
+    int io_errno; /* errno of the last failed io call, 0 if none */
+    int eof;      /* io recv returned 0 */
+    int hs_done;
+    int info_ready;
+    char *sni;
+    char *subject;
+    char alpn[256];
+    char err[256];
+};
+
+static const char os_ciphers12[] =
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
+static const char os_ciphers13[] =
+    "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256";
+static const char os_groups[] = "X25519:P-256:P-384:P-521";
+
+static void os_errf(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void os_errf(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    (void)vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+static void os_append(char *buf, size_t len, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void os_append(char *buf, size_t len, const char *fmt, ...)
+{
+    size_t used = strlen(buf);
+    va_list ap;
+
+    if (used + 1 >= len)
+        return;
+    va_start(ap, fmt);
+    (void)vsnprintf(buf + used, len - used, fmt, ap);
+    va_end(ap);
+}
+
+/* Append the thread's OpenSSL error queue ("error:...; error:...") to buf
+ * and empty the queue. Appends `none` when the queue is empty. */
+static void os_drain(char *buf, size_t len, const char *none)
+{
+    unsigned long e;
+    const char *data;
+    int flags, n = 0;
+
+    while ((e = ERR_get_error_all(NULL, NULL, NULL, &data, &flags)) != 0) {
+        char one[256];
+
+        ERR_error_string_n(e, one, sizeof one);
+        os_append(buf, len, "%s%s", n++ > 0 ? "; " : "", one);
+        if ((flags & ERR_TXT_STRING) != 0 && data != NULL && data[0] != '\0')
+            os_append(buf, len, " (%s)", data);
+    }
+    if (n == 0 && none != NULL)
+        os_append(buf, len, "%s", none);
+}
+
+static const char *label(const char *file)
+{
+    return file != NULL ? file : "(memory)";
+}
+
+static int is_pem(const unsigned char *data)
+{
+    return strstr((const char *)data, "-----BEGIN") != NULL;
+}
+
+/* Never prompt on a terminal for a PEM pass phrase. */
+static int os_no_password(char *buf, int size, int rwflag, void *u)
+{
+    (void)buf;
+    (void)size;
+    (void)rwflag;
+    (void)u;
+    return -1;
+}
+
+/* Parse PEM (any number of certificates) or concatenated DER into a new
+ * stack. */
+static SSOCK__TLS_NODISCARD int os_parse_crts(STACK_OF(X509) **outp,
+                                              const char *what,
+                                              const char *file,
+                                              const unsigned char *data,
+                                              size_t len, char *err,
+                                              size_t errlen)
+{
+    STACK_OF(X509) *sk = sk_X509_new_null();
+    BIO *bio = NULL;
+    X509 *x = NULL;
+    int rc = 0;
+
+    *outp = NULL;
+    if (sk == NULL || len > INT_MAX)
+        goto nomem;
+    if (is_pem(data)) {
+        bio = BIO_new_mem_buf(data, (int)len);
+        if (bio == NULL)
+            goto nomem;
+        for (;;) {
+            x = PEM_read_bio_X509(bio, NULL, os_no_password, NULL);
+            if (x == NULL) {
+                unsigned long e = ERR_peek_last_error();
+
+                if (ERR_GET_LIB(e) == ERR_LIB_PEM &&
+                    ERR_GET_REASON(e) == PEM_R_NO_START_LINE &&
+                    sk_X509_num(sk) > 0) {
+                    ERR_clear_error(); /* clean end of the file */
+                    break;
+                }
+                os_errf(err, errlen, "%s '%s': ", what, label(file));
+                /* OpenSSL 3.0 reports bad base64 inside a block silently */
+                os_drain(err, errlen,
+                         "no readable PEM certificate (bad base64 or no "
+                         "CERTIFICATE block)");
+                rc = SSOCK_ECERTPARSE;
+                goto out;
+            }
+            if (!sk_X509_push(sk, x))
+                goto nomem;
+            x = NULL;
+        }
+    } else {
+        const unsigned char *p = data, *end = data + len;
+
+        while (p < end) {
+            x = d2i_X509(NULL, &p, (long)(end - p));
+            if (x == NULL) {
+                os_errf(err, errlen, "%s '%s': not PEM, and DER: ", what,
+                        label(file));
+                os_drain(err, errlen, "parse error");
+                rc = SSOCK_ECERTPARSE;
+                goto out;
+            }
+            if (!sk_X509_push(sk, x))
+                goto nomem;
+            x = NULL;
+        }
+    }
+    *outp = sk;
+    sk = NULL;
+    goto out;
+nomem:
+    os_errf(err, errlen, "%s '%s': out of memory", what, label(file));
+    rc = SSOCK_ENOMEM;
+out:
+    X509_free(x);
+    BIO_free(bio);
+    sk_X509_pop_free(sk, X509_free);
+    ERR_clear_error();
+    return rc;
+}
+
+static SSOCK__TLS_NODISCARD int os_parse_key(EVP_PKEY **outp,
+                                             const ssock_tls_options *o,
+                                             char *err, size_t errlen)
+{
+    const unsigned char *data = o->key_mem;
+    EVP_PKEY *pk = NULL;
+    int rc = 0;
+
+    *outp = NULL;
+    if (o->key_len > LONG_MAX || o->key_len > INT_MAX) {
+        os_errf(err, errlen, "key '%s': too large", label(o->key_file));
+        return SSOCK_ECERTPARSE;
+    }
+    if (is_pem(data)) {
+        BIO *bio = BIO_new_mem_buf(data, (int)o->key_len);
+
+        if (bio == NULL) {
+            os_errf(err, errlen, "out of memory");
+            return SSOCK_ENOMEM;
+        }
+        pk = PEM_read_bio_PrivateKey(bio, NULL, os_no_password, NULL);
+        BIO_free(bio);
+    } else {
+        const unsigned char *p = data;
+
+        pk = d2i_AutoPrivateKey(NULL, &p, (long)o->key_len);
+    }
+    if (pk == NULL) {
+        os_errf(err, errlen, "key '%s': ", label(o->key_file));
+        if (strstr((const char *)data, "ENCRYPTED") != NULL)
+            os_append(err, errlen,
+                      "encrypted private keys are not supported; ");
+        os_drain(err, errlen, "cannot parse");
+        rc = SSOCK_ECERTPARSE;
+    }
+    ERR_clear_error();
+    *outp = pk;
+    return rc;
+}
+
+static void os_date(const ASN1_TIME *t, char *buf, size_t len)
+{
+    struct tm tm;
+
+    if (ASN1_TIME_to_tm(t, &tm) != 1 ||
+        strftime(buf, len, "%Y-%m-%d", &tm) == 0)
+        (void)snprintf(buf, len, "(unreadable date)");
+}
+
+/* Every certificate of our own chain must be within its dates. */
+static SSOCK__TLS_NODISCARD int os_check_times(STACK_OF(X509) *chain,
+                                               const ssock_tls_options *o,
+                                               char *err, size_t errlen)
+{
+    char date[32];
+    int i;
+
+    for (i = 0; i < sk_X509_num(chain); i++) {
+        X509 *x = sk_X509_value(chain, i);
+        const char *why;
+
+        if (X509_cmp_current_time(X509_get0_notAfter(x)) < 0) {
+            why = "expired on";
+            os_date(X509_get0_notAfter(x), date, sizeof date);
+        } else if (X509_cmp_current_time(X509_get0_notBefore(x)) > 0) {
+            why = "is not valid before";
+            os_date(X509_get0_notBefore(x), date, sizeof date);
+        } else {
+            continue;
+        }
+        if (!o->allow_expired_cert) {
+            os_errf(err, errlen,
+                    "certificate '%s' (#%d in chain) %s %s (set "
+                    "allow_expired_cert to accept it)",
+                    label(o->cert_file), i, why, date);
+            return SSOCK_ECERTTIME;
+        }
+        os_append(err, errlen,
+                  "%scertificate '%s' (#%d in chain) %s %s (accepted: "
+                  "allow_expired_cert)",
+                  err[0] != '\0' ? "\n" : "", label(o->cert_file), i, why,
+                  date);
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Custom BIO over ssock__tls_io                                       */
+/* ------------------------------------------------------------------ */
+
+static int would_block(int e)
+{
+    return e == EAGAIN || e == EWOULDBLOCK || e == EINTR;
+}
+
+static int os_bio_write(BIO *b, const char *buf, size_t len, size_t *written)
+{
+    struct os_sess *s = BIO_get_data(b);
+    ssize_t n;
+
+    BIO_clear_retry_flags(b);
+    *written = 0;
+    errno = 0;
+    n = s->io.send(s->io.ctx, buf, len);
+    if (n > 0) {
+        *written = (size_t)n;
+        return 1;
+    }
+    if (n < 0 && would_block(errno)) {
+        BIO_set_retry_write(b);
+        return 0;
+    }
+    s->io_errno = (n < 0 && errno != 0) ? errno : EIO;
+    return 0;
+}
+
+static int os_bio_read(BIO *b, char *buf, size_t len, size_t *readbytes)
+{
+    struct os_sess *s = BIO_get_data(b);
+    ssize_t n;
+
+    BIO_clear_retry_flags(b);
+    *readbytes = 0;
+    errno = 0;
+    n = s->io.recv(s->io.ctx, buf, len);
+    if (n > 0) {
+        *readbytes = (size_t)n;
+        return 1;
+    }
+    if (n == 0) {
+        s->eof = 1;
+        return 0;
+    }
+    if (would_block(errno)) {
+        BIO_set_retry_read(b);
+        return 0;
+    }
+    s->io_errno = errno != 0 ? errno : EIO;
+    return 0;
+}
+
+static long os_bio_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+    struct os_sess *s = BIO_get_data(b);
+
+    (void)num;
+    (void)ptr;
+    switch (cmd) {
+    case BIO_CTRL_FLUSH:
+        return 1; /* nothing buffered here */
+    case BIO_CTRL_EOF:
+        return s != NULL && s->eof;
+    default:
+        return 0;
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* Callbacks                                                           */
+/* ------------------------------------------------------------------ */
+
+static int os_alpn_cb(SSL *ssl, const unsigned char **out,
+                      unsigned char *outlen, const unsigned char *in,
+                      unsigned int inlen, void *arg)
+{
+    struct os_cfg *c = arg;
+    unsigned char *sel = NULL;
+
+    (void)ssl;
+    if (SSL_select_next_proto(&sel, outlen, c->alpn, c->alpn_len, in, inlen) !=
+        OPENSSL_NPN_NEGOTIATED)
+        return SSL_TLSEXT_ERR_ALERT_FATAL; /* no_application_protocol */
+    *out = sel;
+    return SSL_TLSEXT_ERR_OK;
+}
+
+static int os_sni_cb(SSL *ssl, int *al, void *arg)
+{
+    struct os_sess *s = SSL_get_app_data(ssl);
+    const char *name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+
+    (void)al;
+    (void)arg;
+    if (s != NULL && name != NULL && name[0] != '\0') {
+        size_t n = strlen(name);
+        char *copy = malloc(n + 1);
+
+        if (copy == NULL)
+            return SSL_TLSEXT_ERR_ALERT_FATAL;
+        memcpy(copy, name, n + 1);
+        free(s->sni);
+        s->sni = copy;
+    }
+    return SSL_TLSEXT_ERR_OK;
+}
+
+/* ------------------------------------------------------------------ */
+/* Configuration                                                       */
+/* ------------------------------------------------------------------ */
+
+static void os_config_free(void *p)
+{
+    struct os_cfg *c = p;
+
+    if (c == NULL)
+        return;
+    SSL_CTX_free(c->ctx);
+    BIO_meth_free(c->meth);
+    free(c->alpn);
+    free(c);
+}
+
+static SSOCK__TLS_NODISCARD int os_setup_ctx(struct os_cfg *c,
+                                             const ssock_tls_options *o,
+                                             char *err, size_t errlen)
+{
+    static const unsigned char sid_ctx[] = "ssock";
+    SSL_CTX *ctx = c->ctx;
+    int mode;
+
+    if (!SSL_CTX_set_min_proto_version(ctx,
+                                       o->min_version == SSOCK_TLS_VERSION_1_3
+                                           ? TLS1_3_VERSION
+                                           : TLS1_2_VERSION)) {
+        os_errf(err, errlen, "cannot set the minimum TLS version: ");
+        os_drain(err, errlen, "refused");
+        return SSOCK_EVERSION;
+    }
+    SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
+                                 SSL_OP_NO_TICKET |
+                                 SSL_OP_CIPHER_SERVER_PREFERENCE);
+    (void)SSL_CTX_set_num_tickets(ctx, 0);
+    (void)SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+    (void)SSL_CTX_set_session_id_context(ctx, sid_ctx, sizeof sid_ctx - 1);
+    /* Partial writes + moving buffer: write() consumes what one record
+     * takes and may be retried from a moved buffer; idle buffers released. */
+    (void)SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS |
+                                    SSL_MODE_ENABLE_PARTIAL_WRITE |
+                                    SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    SSL_CTX_set_security_level(ctx, 2);
+    if (!SSL_CTX_set_cipher_list(ctx, os_ciphers12) ||
+        !SSL_CTX_set_ciphersuites(ctx, os_ciphers13) ||
+        !SSL_CTX_set1_groups_list(ctx, os_groups)) {
+        os_errf(err, errlen, "cipher or group list refused: ");
+        os_drain(err, errlen, "unknown reason");
+        return SSOCK_ETLSCONFIG;
+    }
+    mode = o->verify_client == SSOCK_TLS_VERIFY_REQUIRED
+               ? SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT
+           : o->verify_client == SSOCK_TLS_VERIFY_OPTIONAL ? SSL_VERIFY_PEER
+                                                            : SSL_VERIFY_NONE;
+    SSL_CTX_set_verify(ctx, mode, NULL);
+    SSL_CTX_set_tlsext_servername_callback(ctx, os_sni_cb);
+    return 0;
+}
+
+static SSOCK__TLS_NODISCARD int os_copy_alpn(struct os_cfg *c,
+                                             const ssock_tls_options *o)
+{
+    size_t i, total = 0, at = 0;
+
+    for (i = 0; i < o->alpn_count; i++)
+        total += 1 + strlen(o->alpn[i]);
+    c->alpn = malloc(total);
+    if (c->alpn == NULL)
+        return SSOCK_ENOMEM;
+    for (i = 0; i < o->alpn_count; i++) {
+        size_t n = strlen(o->alpn[i]);
+
+        c->alpn[at++] = (unsigned char)n;
+        memcpy(c->alpn + at, o->alpn[i], n);
+        at += n;
+    }
+    c->alpn_len = (unsigned int)total;
+    return 0;
+}
+
+static int os_config_new(const ssock_tls_options *o, void **bcfg, char *err,
+                         size_t errlen)
+{
+    STACK_OF(X509) *chain = NULL, *ca = NULL;
+    EVP_PKEY *pk = NULL;
+    struct os_cfg *c = NULL;
+    X509 *leaf;
+    int i, rc = 0, idx;
+
+    *bcfg = NULL;
+    err[0] = '\0';
+    ERR_clear_error();
+#if defined(OPENSSL_NO_TLS1_3)
+    if (o->min_version == SSOCK_TLS_VERSION_1_3) {
+        os_errf(err, errlen, "this OpenSSL is built without TLS 1.3");
+        return SSOCK_EVERSION;
+    }
+#endif
+    c = calloc(1, sizeof *c);
+    if (c == NULL)
+        goto nomem;
+    c->verify = o->verify_client;
+    c->ctx = SSL_CTX_new(TLS_server_method());
+    if (c->ctx == NULL) {
+        os_errf(err, errlen, "SSL_CTX_new: ");
+        os_drain(err, errlen, "failed");
+        rc = SSOCK_ENOMEM;
+        goto out;
+    }
+    idx = BIO_get_new_index();
+    c->meth = idx > 0 ? BIO_meth_new(idx | BIO_TYPE_SOURCE_SINK, "ssock io")
+                      : NULL;
+    if (c->meth == NULL || !BIO_meth_set_write_ex(c->meth, os_bio_write) ||
+        !BIO_meth_set_read_ex(c->meth, os_bio_read) ||
+        !BIO_meth_set_ctrl(c->meth, os_bio_ctrl))
+        goto nomem;
+    rc = os_setup_ctx(c, o, err, errlen);
+    if (rc != 0)
+        goto out;
+
+    /* Certificate chain, key, pair check, dates. */
+    rc = os_parse_crts(&chain, "certificate", o->cert_file, o->cert_mem,
+                       o->cert_len, err, errlen);
+    if (rc != 0)
+        goto out;
+    rc = os_parse_key(&pk, o, err, errlen);
+    if (rc != 0)
+        goto out;
+    leaf = sk_X509_value(chain, 0);
+    if (X509_check_private_key(leaf, pk) != 1) {
+        os_errf(err, errlen, "key '%s' does not match certificate '%s': ",
+                label(o->key_file), label(o->cert_file));
+        os_drain(err, errlen, "key values mismatch");
+        rc = SSOCK_EKEYMISMATCH;
+        goto out;
+    }
+    rc = os_check_times(chain, o, err, errlen);
+    if (rc != 0)
+        goto out;
+    if (SSL_CTX_use_certificate(c->ctx, leaf) != 1) {
+        os_errf(err, errlen, "certificate '%s' refused: ", label(o->cert_file));
+        os_drain(err, errlen, "unknown reason");
+        rc = SSOCK_ETLSCONFIG;
+        goto out;
+    }
+    for (i = 1; i < sk_X509_num(chain); i++) {
+        if (SSL_CTX_add1_chain_cert(c->ctx, sk_X509_value(chain, i)) != 1) {
+            os_errf(err, errlen, "certificate '%s' (#%d in chain) refused: ",
+                    label(o->cert_file), i);
+            os_drain(err, errlen, "unknown reason");
+            rc = SSOCK_ETLSCONFIG;
+            goto out;
+        }
+    }
+    if (SSL_CTX_use_PrivateKey(c->ctx, pk) != 1 ||
+        SSL_CTX_check_private_key(c->ctx) != 1) {
+        os_errf(err, errlen, "key '%s' refused: ", label(o->key_file));
+        os_drain(err, errlen, "unknown reason");
+        rc = SSOCK_EKEYMISMATCH;
+        goto out;
+    }
+
+    if (o->ca_mem != NULL) {
+        X509_STORE *store = SSL_CTX_get_cert_store(c->ctx);
+
+        rc = os_parse_crts(&ca, "CA", o->ca_file, o->ca_mem, o->ca_len, err,
+                           errlen);
+        if (rc != 0)
+            goto out;
+        for (i = 0; i < sk_X509_num(ca); i++) {
+            X509 *x = sk_X509_value(ca, i);
+
+            if (X509_STORE_add_cert(store, x) != 1 ||
+                SSL_CTX_add_client_CA(c->ctx, x) != 1) {
+                os_errf(err, errlen, "CA '%s' (#%d): ", label(o->ca_file), i);
+                os_drain(err, errlen, "refused");
+                rc = SSOCK_ETLSCONFIG;
+                goto out;
+            }
+        }
+        if (o->verify_client == SSOCK_TLS_VERIFY_NONE)
+            os_append(err, errlen, "%sCA '%s' is unused: verify_client is none",
+                      err[0] != '\0' ? "\n" : "", label(o->ca_file));
+    }
+    if (o->alpn_count > 0) {
+        if (os_copy_alpn(c, o) != 0)
+            goto nomem;
+        SSL_CTX_set_alpn_select_cb(c->ctx, os_alpn_cb, c);
+    }
+    *bcfg = c;
+    c = NULL;
+    goto out;
+nomem:
+    os_errf(err, errlen, "out of memory");
+    rc = SSOCK_ENOMEM;
+out:
+    EVP_PKEY_free(pk);
+    sk_X509_pop_free(chain, X509_free);
+    sk_X509_pop_free(ca, X509_free);
+    os_config_free(c);
+    ERR_clear_error();
+    return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* Sessions                                                            */
+/* ------------------------------------------------------------------ */
+
+static int os_session_new(void *bcfg, const struct ssock__tls_io *io,
+                          void **sessp)
+{
+    struct os_cfg *c = bcfg;
+    struct os_sess *s;
+    BIO *bio;
+
+    *sessp = NULL;
+    s = calloc(1, sizeof *s);
+    if (s == NULL)
+        return SSOCK_ENOMEM;
+    s->cfg = c;
+    s->io = *io;
+    s->ssl = SSL_new(c->ctx);
+    bio = s->ssl != NULL ? BIO_new(c->meth) : NULL;
+    if (bio == NULL) {
+        SSL_free(s->ssl);
+        free(s);
+        ERR_clear_error();
+        return SSOCK_ENOMEM;
+    }
+    BIO_set_data(bio, s);
+    BIO_set_init(bio, 1);
+    SSL_set_bio(s->ssl, bio, bio); /* the SSL owns the BIO now */
+    SSL_set_app_data(s->ssl, s);
+    SSL_set_accept_state(s->ssl);
+    *sessp = s;
+    return 0;
+}
+
+/* Map a failed SSL_* call (r <= 0) to the table's codes, keeping the text. */
+static int os_result(struct os_sess *s, int r)
+{
+    int e = SSL_get_error(s->ssl, r);
+    char eb[128];
+    long vr;
+
+    switch (e) {
+    case SSL_ERROR_WANT_READ:
+        return SSOCK__TLS_WANT_READ;
+    case SSL_ERROR_WANT_WRITE:
+        return SSOCK__TLS_WANT_WRITE;
+    case SSL_ERROR_ZERO_RETURN:
+        (void)snprintf(s->err, sizeof s->err, "peer sent close_notify");
+        ERR_clear_error();
+        return SSOCK_EOF;
+    default:
+        break;
+    }
+    s->err[0] = '\0';
+    if (s->io_errno != 0) {
+        os_errf(s->err, sizeof s->err, "transport error: %s",
+                ssock__tls_errno_text(s->io_errno, eb, sizeof eb));
+        ERR_clear_error();
+        return -s->io_errno;
+    }
+    if (s->eof) {
+        os_errf(s->err, sizeof s->err, "peer closed the connection");
+        ERR_clear_error();
+        return SSOCK_EOF;
+    }
+    os_drain(s->err, sizeof s->err, "TLS error");
+    vr = SSL_get_verify_result(s->ssl);
+    if (vr != X509_V_OK)
+        os_append(s->err, sizeof s->err, "; client certificate: %s",
+                  X509_verify_cert_error_string(vr));
+    return SSOCK_ETLS;
+}
+
+static int os_handshake(void *p)
+{
+    struct os_sess *s = p;
+    int r;
+
+    if (s->hs_done)
+        return 0;
+    s->io_errno = 0;
+    ERR_clear_error();
+    r = SSL_do_handshake(s->ssl);
+    if (r == 1) {
+        s->hs_done = 1;
+        return 0;
+    }
+    return os_result(s, r);
+}
+
+static int os_read(void *p, void *buf, size_t len, size_t *n)
+{
+    struct os_sess *s = p;
+    int r;
+
+    *n = 0;
+    if (len == 0)
+        return 0;
+    s->io_errno = 0;
+    ERR_clear_error();
+    r = SSL_read_ex(s->ssl, buf, len, n);
+    if (r == 1 && *n > 0)
+        return 0;
+    *n = 0;
+    return os_result(s, r);
+}
+
+static int os_write(void *p, const void *buf, size_t len, size_t *n)
+{
+    struct os_sess *s = p;
+    int r;
+
+    *n = 0;
+    if (len == 0)
+        return 0;
+    s->io_errno = 0;
+    ERR_clear_error();
+    r = SSL_write_ex(s->ssl, buf, len, n);
+    if (r == 1 && *n > 0)
+        return 0;
+    *n = 0;
+    return os_result(s, r);
+}
+
+static size_t os_pending(void *p)
+{
+    struct os_sess *s = p;
+    int n = SSL_pending(s->ssl);
+
+    return n > 0 ? (size_t)n : 0;
+}
+
+static int os_close_notify(void *p)
+{
+    struct os_sess *s = p;
+    int r;
+
+    s->io_errno = 0;
+    ERR_clear_error();
+    r = SSL_shutdown(s->ssl);
+    if (r >= 0)
+        return 0; /* 0: ours sent, the peer's not awaited; 1: both */
+    r = os_result(s, r);
+    if (r == SSOCK__TLS_WANT_READ) /* ours is out; we do not wait for theirs */
+        return 0;
+    return r == SSOCK_EOF ? SSOCK_ETLS : r;
+}
+
+static void os_session_free(void *p)
+{
+    struct os_sess *s = p;
+
+    if (s == NULL)
+        return;
+    SSL_free(s->ssl);
+    free(s->sni);
+    free(s->subject);
+    free(s);
+}
+
+static char *os_subject(X509 *x)
+{
+    unsigned long flags = (ASN1_STRFLGS_RFC2253 & ~ASN1_STRFLGS_ESC_MSB) |
+                          XN_FLAG_SEP_CPLUS_SPC | XN_FLAG_FN_SN;
+    BIO *m = BIO_new(BIO_s_mem());
+    char *out = NULL, *data;
+    long n;
+
+    if (m == NULL)
+        return NULL;
+    if (X509_NAME_print_ex(m, X509_get_subject_name(x), 0, flags) >= 0) {
+        n = BIO_get_mem_data(m, &data);
+        if (n >= 0 && (out = malloc((size_t)n + 1)) != NULL) {
+            memcpy(out, data, (size_t)n);
+            out[n] = '\0';
+        }
+    }
+    BIO_free(m);
+    ERR_clear_error();
+    return out;
+}
+
+static void os_info(void *p, struct ssock__tls_info *out)
+{
+    struct os_sess *s = p;
+    const SSL_CIPHER *cs;
+
+    memset(out, 0, sizeof *out);
+    out->sni = s->sni;
+    if (!s->hs_done)
+        return;
+    if (!s->info_ready) {
+        const unsigned char *a = NULL;
+        unsigned int alen = 0;
+        X509 *peer;
+
+        s->info_ready = 1;
+        SSL_get0_alpn_selected(s->ssl, &a, &alen);
+        if (a != NULL && alen > 0 && alen < sizeof s->alpn) {
+            memcpy(s->alpn, a, alen);
+            s->alpn[alen] = '\0';
+        }
+        peer = SSL_get0_peer_certificate(s->ssl);
+        if (peer != NULL && s->cfg->verify != SSOCK_TLS_VERIFY_NONE &&
+            SSL_get_verify_result(s->ssl) == X509_V_OK)
+            s->subject = os_subject(peer);
+    }
+    out->version = SSL_get_version(s->ssl);
+    cs = SSL_get_current_cipher(s->ssl);
+    out->cipher = cs != NULL ? SSL_CIPHER_standard_name(cs) : NULL;
+    out->alpn = s->alpn[0] != '\0' ? s->alpn : NULL;
+    out->peer_subject = s->subject;
+}
+
+static const char *os_session_error(void *p)
+{
+    struct os_sess *s = p;
+
+    return s->err;
+}
+
+const struct ssock__tls_backend ssock__tls_openssl = {
+    .name = "openssl",
+    .config_new = os_config_new,
+    .config_free = os_config_free,
+    .session_new = os_session_new,
+    .handshake = os_handshake,
+    .read = os_read,
+    .write = os_write,
+    .pending = os_pending,
+    .close_notify = os_close_notify,
+    .session_free = os_session_free,
+    .info = os_info,
+    .session_error = os_session_error,
+};
