@@ -294,7 +294,8 @@ SSOCK_API SSOCK_NODISCARD int ssock_socket_read(ssock_socket *sock, void *buf,
 /**
  * Write all `len` bytes, or fail. Each wait for buffer space is bounded by
  * the write timeout (a peer that stops reading for that long makes the
- * write fail). Never raises SIGPIPE.
+ * write fail). Never raises SIGPIPE. `len` 0 writes nothing and returns 0
+ * on an open socket (`buf` may then be NULL).
  *
  * @param nwritten optional; receives the bytes handed to the kernel, also
  *                 when the call fails part way.
