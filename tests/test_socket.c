@@ -134,6 +134,11 @@ static void test_invalid_arguments(void **state)
     assert_int_equal(ssock_socket_write(p.sock, NULL, sizeof buf, &n),
                      SSOCK_EINVAL);
     assert_int_equal(n, 0);
+    /* A zero-length write is a no-op that succeeds, with or without buf. */
+    n = 77;
+    assert_int_equal(ssock_socket_write(p.sock, NULL, 0, &n), 0);
+    assert_int_equal(n, 0);
+    assert_int_equal(ssock_socket_write(p.sock, buf, 0, NULL), 0);
 
     assert_int_equal(ssock_socket_shutdown_write(NULL), SSOCK_EINVAL);
     assert_int_equal(ssock_socket_close(NULL), SSOCK_EINVAL);
