@@ -122,8 +122,12 @@ struct ssock__conn_ops {
     /* Orderly goodbye before close (TLS close_notify); best effort, bounded
      * by the write timeout; only called when no other call is running. */
     void (*goodbye)(ssock_socket *s);
-    /* Free per-connection state; called once, just before the fd closes. */
+    /* Free the heavy per-connection state (TLS session and buffers);
+     * called once, just before the fd closes. */
     void (*release)(ssock_socket *s);
+    /* Free what is left (kept for accessors after close); called once,
+     * when the handle is freed, after release. */
+    void (*destroy)(ssock_socket *s);
 };
 
 struct ssock_socket {
@@ -170,8 +174,11 @@ SSOCK__MUST_CHECK int ssock__socket_new(ssock_server *srv, int fd,
 
 /* Set up the handshake set of a TLS server (at open). */
 SSOCK__MUST_CHECK int ssock__hs_open(ssock_server *srv);
-/* Free every pending handshake and the set (at close, accept not running). */
+/* Free every pending handshake (at close, accept not running); the set
+ * itself stays, so counters and the last error still answer. */
 void ssock__hs_close(ssock_server *srv);
+/* Free the set (when the server's memory goes). */
+void ssock__hs_free(ssock_server *srv);
 /* Handshakes in flight now. */
 int ssock__hs_in_flight(const ssock_server *srv);
 /*

@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -60,6 +61,10 @@ static int listen_on(const struct ssock__sys *sys, struct sockaddr_storage *ss,
         return -errno;
     if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0)
         goto fail;
+    /* Accepted sockets inherit it: a write (or a TLS flight of several
+     * records) goes out at once instead of waiting ~40 ms for the peer's
+     * delayed ACK. Best effort. */
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     /* Explicit: the system default (net.ipv6.bindv6only) may say otherwise. */
     if (ss->ss_family == AF_INET6 &&
         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero)) != 0)
@@ -221,7 +226,7 @@ fail:
         sys->close(srv->fd);
     ssock__wake_close(&srv->wake);
 #if SSOCK_HAVE_TLS
-    ssock__hs_close(srv);
+    ssock__hs_free(srv);
     ssock__tls_config_unref(srv->tls);
 #endif
     pthread_cond_destroy(&srv->idle);
@@ -484,6 +489,7 @@ void ssock__server_unref(ssock_server *srv)
     if (atomic_fetch_sub(&srv->refs, 1) != 1)
         return;
 #if SSOCK_HAVE_TLS
+    ssock__hs_free(srv);
     ssock__tls_config_unref(srv->tls);
 #endif
     pthread_cond_destroy(&srv->idle);

@@ -180,6 +180,7 @@ static const struct ssock__conn_ops plain_ops = {
     .write = plain_write,
     .goodbye = plain_nothing,
     .release = plain_nothing,
+    .destroy = plain_nothing,
 };
 
 int ssock_socket_read(ssock_socket *s, void *buf, size_t len, size_t *nread)
@@ -256,6 +257,7 @@ void ssock__socket_discard(ssock_socket *s)
 {
     atomic_store(&s->state, SSOCK__CLOSED);
     release_fd(s);
+    s->ops->destroy(s);
     ssock__server_unref(s->srv);
     free(s);
 }
@@ -266,6 +268,7 @@ void ssock_socket_free(ssock_socket *s)
         return;
     (void)ssock_socket_close(s);
     release_fd(s);
+    s->ops->destroy(s);
     ssock__server_unref(s->srv);
     free(s);
 }

@@ -54,15 +54,30 @@ int ssock__hs_open(ssock_server *srv)
     return 0;
 }
 
+static void set_count(struct ssock__hs_set *hs, int n)
+{
+    hs->n = n;
+    atomic_store(&hs->in_flight, n);
+}
+
 void ssock__hs_close(ssock_server *srv)
 {
     struct ssock__hs_set *hs = srv->hs;
     if (hs == NULL)
         return;
-    srv->hs = NULL;
     for (int i = 0; i < hs->n; i++)
         ssock__socket_discard(hs->v[i].sock);
     atomic_fetch_add(&srv->n_hs_dropped, (unsigned long)hs->n);
+    set_count(hs, 0);
+}
+
+void ssock__hs_free(ssock_server *srv)
+{
+    struct ssock__hs_set *hs = srv->hs;
+    if (hs == NULL)
+        return;
+    ssock__hs_close(srv);
+    srv->hs = NULL;
     free(hs->v);
     free(hs->pfd);
     free(hs);
@@ -72,12 +87,6 @@ int ssock__hs_in_flight(const ssock_server *srv)
 {
     struct ssock__hs_set *hs = srv->hs;
     return hs == NULL ? 0 : atomic_load(&hs->in_flight);
-}
-
-static void set_count(struct ssock__hs_set *hs, int n)
-{
-    hs->n = n;
-    atomic_store(&hs->in_flight, n);
 }
 
 /* Drop pending handshakes whose deadline has passed. */

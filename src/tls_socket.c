@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "internal.h"
 #include "tls_backend.h"
@@ -14,7 +15,13 @@
 struct tls_conn {
     struct ssock__tls_io io;
     const struct ssock__tls_backend *be;
-    void *sess;
+    void *sess;      /* NULL once released (the socket is closed) */
+    int eof;         /* end of stream seen: every later read says so */
+    /* What the accessors answer after the session is gone: copies made
+     * at release, in one allocation. */
+    struct ssock__tls_info kept;
+    const char *kept_error;
+    char *kept_buf;
 };
 
 static ssize_t io_send(void *ctx, const void *buf, size_t len)
@@ -52,8 +59,12 @@ static int tls_read(ssock_socket *s, void *buf, size_t len, size_t *n)
     struct tls_conn *c = s->tls;
     ssock__deadline d = 0;
     int have_deadline = 0;
+    if (c->eof)
+        return SSOCK_EOF;
     for (;;) {
         int rc = c->be->read(c->sess, buf, len, n);
+        if (rc == SSOCK_EOF)
+            c->eof = 1;
         if (!is_want(rc))
             return rc;
         if (!have_deadline) {
@@ -103,10 +114,57 @@ static void tls_goodbye(ssock_socket *s)
     }
 }
 
+/* Copy the session's descriptive strings before the session goes. */
+static void keep_info(struct tls_conn *c)
+{
+    struct ssock__tls_info info;
+    const char *src[6];
+    size_t len[6], total = 0;
+
+    c->be->info(c->sess, &info);
+    src[0] = info.version;
+    src[1] = info.cipher;
+    src[2] = info.alpn;
+    src[3] = info.sni;
+    src[4] = info.peer_subject;
+    src[5] = c->be->session_error(c->sess);
+    for (int i = 0; i < 6; i++) {
+        len[i] = src[i] != NULL ? strlen(src[i]) + 1 : 0;
+        total += len[i];
+    }
+    c->kept_buf = total > 0 ? malloc(total) : NULL;
+    if (c->kept_buf == NULL)
+        return; /* the accessors answer NULL: nothing worse */
+    const char *dst[6];
+    char *p = c->kept_buf;
+    for (int i = 0; i < 6; i++) {
+        dst[i] = NULL;
+        if (src[i] != NULL) {
+            memcpy(p, src[i], len[i]);
+            dst[i] = p;
+            p += len[i];
+        }
+    }
+    c->kept.version = dst[0];
+    c->kept.cipher = dst[1];
+    c->kept.alpn = dst[2];
+    c->kept.sni = dst[3];
+    c->kept.peer_subject = dst[4];
+    c->kept_error = dst[5];
+}
+
 static void tls_release(ssock_socket *s)
 {
     struct tls_conn *c = s->tls;
+    keep_info(c);
     c->be->session_free(c->sess);
+    c->sess = NULL;
+}
+
+static void tls_destroy(ssock_socket *s)
+{
+    struct tls_conn *c = s->tls;
+    free(c->kept_buf);
     free(c);
     s->tls = NULL;
 }
@@ -116,6 +174,7 @@ static const struct ssock__conn_ops tls_ops = {
     .write = tls_write,
     .goodbye = tls_goodbye,
     .release = tls_release,
+    .destroy = tls_destroy,
 };
 
 int ssock__tls_socket_attach(ssock_socket *s, ssock_tls_config *cfg)
@@ -149,10 +208,11 @@ int ssock__tls_socket_handshake(ssock_socket *s)
 static const struct ssock__tls_info *info_of(const ssock_socket *s,
                                              struct ssock__tls_info *info)
 {
-    if (s == NULL || s->tls == NULL ||
-        atomic_load(&((ssock_socket *)s)->fd_owned) == 0)
+    if (s == NULL || s->tls == NULL)
         return NULL;
     const struct tls_conn *c = s->tls;
+    if (c->sess == NULL)
+        return &c->kept;
     c->be->info(c->sess, info);
     return info;
 }
@@ -160,8 +220,9 @@ static const struct ssock__tls_info *info_of(const ssock_socket *s,
 #define SSOCK__TLS_INFO_GETTER(field)                                         \
     const char *ssock_socket_tls_##field(const ssock_socket *s)               \
     {                                                                         \
-        struct ssock__tls_info info;                                          \
-        return info_of(s, &info) ? info.field : NULL;                         \
+        struct ssock__tls_info buf;                                           \
+        const struct ssock__tls_info *info = info_of(s, &buf);                \
+        return info != NULL ? info->field : NULL;                             \
     }
 SSOCK__TLS_INFO_GETTER(version)
 SSOCK__TLS_INFO_GETTER(cipher)
@@ -175,6 +236,8 @@ const char *ssock_socket_tls_error(const ssock_socket *s)
     if (s == NULL || s->tls == NULL)
         return NULL;
     const struct tls_conn *c = s->tls;
+    if (c->sess == NULL)
+        return c->kept_error;
     return c->be->session_error(c->sess);
 }
 

@@ -3,6 +3,8 @@
  * close. */
 #include "helpers.h"
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -158,6 +160,22 @@ static void test_invalid_arguments(void **state)
 }
 
 /* ---- reads ---------------------------------------------------------- */
+
+/* Accepted sockets have Nagle off, as ssock_server_open() documents. */
+static void test_nodelay(void **state)
+{
+    th_pair p;
+    int v = 0;
+    socklen_t l = sizeof v;
+    (void)state;
+
+    assert_int_equal(th_pair_open(&p, "127.0.0.1", AF_INET), 0);
+    assert_int_equal(getsockopt(ssock_socket_fd(p.sock), IPPROTO_TCP,
+                                TCP_NODELAY, &v, &l),
+                     0);
+    assert_int_not_equal(v, 0);
+    th_pair_free(&p);
+}
 
 static void test_partial_read(void **state)
 {
@@ -590,6 +608,7 @@ int main(void)
         cmocka_unit_test(test_default_timeouts),
         cmocka_unit_test(test_set_get_timeouts),
         cmocka_unit_test(test_invalid_arguments),
+        cmocka_unit_test(test_nodelay),
         cmocka_unit_test(test_partial_read),
         cmocka_unit_test(test_read_timeout),
         cmocka_unit_test(test_eof),

@@ -356,10 +356,12 @@ SSOCK_API const char *ssock_server_tls_last_error(const ssock_server *server);
 
 /*
  * These describe the session of a socket accepted from a TLS server. Each
- * returns a string owned by the socket, valid until the socket is closed
- * (ssock_socket_close() or ssock_socket_free(): closing frees the TLS
- * session), or NULL when `sock` is NULL, is not a TLS socket, is closed, or
- * the item is not present. Same thread rules as other socket calls.
+ * returns a string owned by the socket, valid until ssock_socket_free(),
+ * also after close (closing frees the TLS session and its buffers but keeps
+ * a copy of these strings), or NULL when `sock` is NULL, is not a TLS
+ * socket, or the item is not present. Same thread rules as other socket
+ * calls; after a close from another thread, call them only once that
+ * close has returned.
  */
 
 /** Negotiated protocol version: "TLSv1.2" or "TLSv1.3". */
@@ -386,8 +388,8 @@ SSOCK_API const char *ssock_socket_tls_sni(const ssock_socket *sock);
 SSOCK_API const char *ssock_socket_tls_peer_subject(const ssock_socket *sock);
 
 /** Backend text of the last TLS failure on this socket ("" if none), NULL
- * when `sock` is NULL, not a TLS socket, or closed. Valid until the next
- * call on the socket. */
+ * when `sock` is NULL or not a TLS socket. Valid until the next call on the
+ * socket (after close: until ssock_socket_free()). */
 SSOCK_API const char *ssock_socket_tls_error(const ssock_socket *sock);
 
 #ifdef __cplusplus
