@@ -50,8 +50,9 @@ format:
 format-check:
 	clang-format --dry-run --Werror $(FORMAT_FILES)
 
-fuzz:
-	@echo "make fuzz: not yet available (issue 4)"
+# make fuzz TARGET=addr|lifecycle|tls_mbedtls|tls_openssl|all SECONDS=60
+fuzz: deps
+	@fuzz/run.sh $(or $(TARGET),all) $(or $(SECONDS),60)
 
 bench:
 	@echo "make bench: not yet available (issue 5)"

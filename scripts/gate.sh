@@ -154,6 +154,7 @@ stage tsan        scripts/build.sh tsan
 stage test-tsan   run_ctest tsan -L concurrency
 stage examples    examples_smoke
 stage consumer    consumer
+stage fuzz        fuzz/run.sh all 60
 # ----------------------------------------------------------------------
 
 summary

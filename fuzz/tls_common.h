@@ -1,0 +1,412 @@
+/*
+ * The TLS acceptor harness, shared by fuzz_tls_mbedtls.c and
+ * fuzz_tls_openssl.c (static helpers only). Define FUZZ_TLS_BACKEND (a
+ * ssock_tls_backend_id) before including it.
+ *
+ * The fuzzer's bytes are everything one client sends. For each input:
+ *  - a real ssock TLS server is opened on 127.0.0.1, port 0, with a private
+ *    system-call table (struct ssock__sys) whose accept4() hands out the
+ *    server end of a fresh AF_UNIX socketpair, and whose poll() reports
+ *    the listening socket readable while that connection is pending;
+ *  - the whole input is written into the client end, which is then shut
+ *    for writing (the client has nothing more to say);
+ *  - ssock_server_accept() runs the library's real acceptor: the handshake
+ *    set, non-blocking handshake steps through the TLS socket's transport
+ *    callbacks, the backend. Every other recv() on a connection says
+ *    EAGAIN first, so handshakes also go through the pending set and poll;
+ *  - if a handshake completes, the socket is read until end of stream,
+ *    everything read is echoed back, and the socket and server are closed
+ *    in an order the input picks (its last byte);
+ *  - the documented rules are checked (abort() on violation): accept gives
+ *    a socket exactly when it returns 0, and otherwise only ends because
+ *    nothing is left to do (the harness's poll() then reports the wake
+ *    descriptor, which accept reports as SSOCK_ECLOSED); the handshake
+ *    counters add up; read never reports more than asked; the TLS getters
+ *    answer on an open socket, and the same after close; after a
+ *    server close the socket fails with SSOCK_ESERVERCLOSED; a second close
+ *    gives SSOCK_ECLOSED; at the end no descriptor is left over.
+ *
+ * Fixtures: one ssock_tls_config (ECDSA P-256 server certificate, client
+ * certificates optional and checked against the test CA, ALPN h2 and
+ * http/1.1) built on the first input and kept for the process. The server
+ * and the socketpair are made fresh for every input.
+ *
+ * Determinism: the input alone decides what the server reads and when
+ * (everything is queued before the handshake starts, and the EAGAIN
+ * pattern is fixed). The backends' random numbers are not under the
+ * harness's control (see fuzz/README.md); they change the bytes the server
+ * sends, which nobody reads, not the path the server takes through the
+ * client's bytes. The clock only matters for the handshake deadline, which
+ * a well-behaved acceptor never reaches here (2 s; reaching it aborts).
+ */
+#ifndef SSOCK_FUZZ_TLS_COMMON_H
+#define SSOCK_FUZZ_TLS_COMMON_H
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "fuzz.h"
+#include "internal.h"
+#include "ssock/tls.h"
+
+#ifndef FUZZ_TLS_BACKEND
+#error "define FUZZ_TLS_BACKEND before including tls_common.h"
+#endif
+#ifndef SSOCK_FUZZ_CERTS_DIR
+#error "SSOCK_FUZZ_CERTS_DIR must name the certs/ folder (fuzz/CMakeLists.txt)"
+#endif
+
+/* Longest input written to the client end (a socketpair holds more). */
+#define TLS_INPUT_MAX 65536
+/* Far beyond what a handshake over a local socketpair needs, even under
+ * Valgrind; reaching it is a stall and aborts. */
+#define TLS_DEADLINE_MS 2000
+
+#define TCHECK(cond)                                                           \
+    do {                                                                       \
+        if (!(cond))                                                           \
+            tls_violation(__LINE__, #cond);                                    \
+    } while (0)
+
+/* SSOCK_FUZZ_TRACE=1 in the environment prints what each input did. */
+static int tls_tracing(void)
+{
+    static int on = -1;
+    if (on < 0)
+        on = getenv("SSOCK_FUZZ_TRACE") != NULL;
+    return on;
+}
+
+#define TTRACE(...)                                                            \
+    do {                                                                       \
+        if (tls_tracing())                                                     \
+            fprintf(stderr, __VA_ARGS__);                                      \
+    } while (0)
+
+static void tls_violation(int line, const char *what)
+{
+    fprintf(stderr, "fuzz_tls: %s:%d: rule violated: %s\n", __FILE__, line,
+            what);
+    abort();
+}
+
+static struct {
+    ssock_tls_config *cfg; /* fixture: built once, kept for the process */
+    int listen_fd;         /* the server under test's descriptors */
+    int wake_fd;
+    int pending_fd; /* server end of the socketpair until accept4 takes it */
+    int taken;
+    unsigned long recvs;
+} T = {NULL, -1, -1, -1, 0, 0};
+
+static int tls_count_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    int n = 0;
+    if (d == NULL)
+        return -1;
+    for (struct dirent *e = readdir(d); e != NULL; e = readdir(d))
+        if (e->d_name[0] != '.')
+            n++;
+    closedir(d);
+    return n;
+}
+
+/* ---- the system-call table ------------------------------------------ */
+
+static int tls_accept4(int fd, struct sockaddr *sa, socklen_t *len, int flags)
+{
+    if (fd != T.listen_fd || T.pending_fd < 0) {
+        errno = EAGAIN;
+        return -1;
+    }
+    int s = T.pending_fd;
+    T.pending_fd = -1;
+    T.taken = 1;
+    if ((flags & SOCK_NONBLOCK) &&
+        fcntl(s, F_SETFL, fcntl(s, F_GETFL) | O_NONBLOCK) != 0) {
+        close(s);
+        return -1;
+    }
+    if (sa != NULL && len != NULL) {
+        /* The peer of a loopback TCP connection, as accept4 would say. */
+        struct sockaddr_in in4;
+        memset(&in4, 0, sizeof(in4));
+        in4.sin_family = AF_INET;
+        in4.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        in4.sin_port = htons(40000);
+        socklen_t n = *len < sizeof(in4) ? *len : sizeof(in4);
+        memcpy(sa, &in4, n);
+        *len = sizeof(in4);
+    }
+    return s;
+}
+
+static int tls_poll(struct pollfd *fds, nfds_t n, int timeout_ms)
+{
+    nfds_t lst = n, wake = n;
+    for (nfds_t i = 0; i < n; i++) {
+        if (fds[i].fd == T.listen_fd)
+            lst = i;
+        else if (fds[i].fd == T.wake_fd)
+            wake = i;
+    }
+    if (lst < n && T.pending_fd >= 0) {
+        /* The connection is waiting in the (pretend) backlog. */
+        int rc = poll(fds, n, 0);
+        if (rc < 0)
+            return rc;
+        if (fds[lst].revents == 0)
+            rc++;
+        fds[lst].revents |= POLLIN;
+        return rc;
+    }
+    if (lst < n && wake < n && n == 2 && T.taken) {
+        /* The connection was taken and no handshake is pending: nothing
+         * can happen any more in this input. End the accept call the way a
+         * close from another thread would, instead of waiting it out. */
+        for (nfds_t i = 0; i < n; i++)
+            fds[i].revents = 0;
+        fds[wake].revents = POLLIN;
+        return 1;
+    }
+    return poll(fds, n, timeout_ms);
+}
+
+static ssize_t tls_recv(int fd, void *buf, size_t len, int flags)
+{
+    /* Data arrives in pieces: every other read would block first. */
+    if (T.recvs++ % 2 == 0) {
+        errno = EAGAIN;
+        return -1;
+    }
+    return recv(fd, buf, len, flags);
+}
+
+static const struct ssock__sys tls_sys = {
+    .socket = socket,
+    .bind = bind,
+    .listen = listen,
+    .accept4 = tls_accept4,
+    .poll = tls_poll,
+    .recv = tls_recv,
+    .send = send,
+    .shutdown = shutdown,
+    .close = close,
+};
+
+/* ---- fixtures ---------------------------------------------------------- */
+
+static void tls_fixtures(void)
+{
+    static const char *const alpn[] = {"h2", "http/1.1"};
+    char err[SSOCK_TLS_ERRBUF_SIZE];
+    ssock_tls_options o;
+
+    if (T.cfg != NULL)
+        return;
+    ssock_tls_options_init(&o);
+    o.backend = FUZZ_TLS_BACKEND;
+    o.cert_file = SSOCK_FUZZ_CERTS_DIR "/server-ecdsa.pem";
+    o.key_file = SSOCK_FUZZ_CERTS_DIR "/server-ecdsa.key";
+    o.ca_file = SSOCK_FUZZ_CERTS_DIR "/ca.pem";
+    o.verify_client = SSOCK_TLS_VERIFY_OPTIONAL;
+    o.alpn = alpn;
+    o.alpn_count = 2;
+    o.handshake_timeout_ms = TLS_DEADLINE_MS;
+    o.max_handshakes = 4;
+    int rc = ssock_tls_config_new(&T.cfg, &o, err, sizeof(err));
+    if (rc != 0) {
+        fprintf(stderr, "fuzz_tls: cannot build the TLS fixture: %s: %s\n",
+                ssock_err_name(rc), err);
+        abort();
+    }
+}
+
+/* ---- one input ------------------------------------------------------- */
+
+static int tls_write_all(int fd, const uint8_t *p, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return -1;
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+static void tls_check_str(const char *s, size_t max)
+{
+    if (s != NULL)
+        TCHECK(strnlen(s, max + 1) <= max);
+}
+
+/* A finished handshake: read until the client is done, echo, close. */
+static void tls_session(ssock_server *srv, ssock_socket *sock, int server_first)
+{
+    static uint8_t buf[16384];
+
+    TCHECK(ssock_socket_tls_version(sock) != NULL);
+    TCHECK(ssock_socket_tls_cipher(sock) != NULL);
+    tls_check_str(ssock_socket_tls_version(sock), 16);
+    tls_check_str(ssock_socket_tls_cipher(sock), 128);
+    const char *alpn = ssock_socket_tls_alpn(sock);
+    TCHECK(alpn == NULL || strcmp(alpn, "h2") == 0 ||
+           strcmp(alpn, "http/1.1") == 0);
+    tls_check_str(ssock_socket_tls_sni(sock), 255);
+    tls_check_str(ssock_socket_tls_peer_subject(sock), 4096);
+    TCHECK(ssock_socket_tls_error(sock) != NULL);
+    /* Copies: the getters answer the same after close. */
+    char info[5][512];
+    const char *(*const get[5])(const ssock_socket *) = {
+        ssock_socket_tls_version, ssock_socket_tls_cipher,
+        ssock_socket_tls_alpn, ssock_socket_tls_sni,
+        ssock_socket_tls_peer_subject};
+    for (int i = 0; i < 5; i++) {
+        const char *v = get[i](sock);
+        snprintf(info[i], sizeof(info[i]), "%s", v != NULL ? v : "(none)");
+    }
+
+    for (int round = 0; round < 64; round++) {
+        size_t n = 99999, w = 99999;
+        /* Small reads now and then, so records are split across calls. */
+        size_t want = round % 3 == 1 ? 7 : sizeof(buf);
+        int rc = ssock_socket_read(sock, buf, want, &n);
+        TTRACE("fuzz_tls: read: %s, %zu bytes\n", ssock_err_name(rc), n);
+        if (rc != 0) {
+            TCHECK(n == 0);
+            TCHECK(rc == SSOCK_EOF || rc == SSOCK_ETIMEOUT ||
+                   rc == SSOCK_ETLS || (rc < 0 && rc > -1000));
+            break;
+        }
+        TCHECK(n >= 1 && n <= want);
+        rc = ssock_socket_write(sock, buf, n, &w);
+        TCHECK(w <= n);
+        if (rc != 0)
+            break;
+        TCHECK(w == n);
+    }
+
+    if (server_first) {
+        TCHECK(ssock_server_close(srv) == 0);
+        size_t n = 5;
+        TCHECK(ssock_socket_read(sock, buf, 1, &n) == SSOCK_ESERVERCLOSED);
+        TCHECK(n == 0);
+        TCHECK(ssock_socket_write(sock, buf, 1, NULL) == SSOCK_ESERVERCLOSED);
+    }
+    TCHECK(ssock_socket_close(sock) == 0);
+    TCHECK(ssock_socket_close(sock) == SSOCK_ECLOSED);
+    size_t n = 5;
+    TCHECK(ssock_socket_read(sock, buf, 1, &n) == SSOCK_ECLOSED && n == 0);
+    /* The session is gone with the close, but tls.h promises the
+     * descriptive strings (the same ones) until free. */
+    for (int i = 0; i < 5; i++) {
+        const char *v = get[i](sock);
+        TCHECK(strcmp(v != NULL ? v : "(none)", info[i]) == 0);
+    }
+    TCHECK(ssock_socket_tls_error(sock) != NULL);
+    ssock_socket_free(sock);
+}
+
+/*
+ * Open a TLS server, hand it `server_end` as its one connection, accept,
+ * and run the session if the handshake completes. Checks the rules and
+ * frees everything but the client's end. `read_ms` is the socket's read
+ * timeout; `server_first` closes the server before the socket.
+ */
+static void tls_serve_one(int server_end, int read_ms, int server_first)
+{
+    ssock_server_options o;
+    ssock_server *srv = NULL;
+    ssock_socket *sock = NULL;
+
+    tls_fixtures();
+    ssock_server_options_init(&o);
+    o.addr = "127.0.0.1";
+    o.accept_timeout_ms = TLS_DEADLINE_MS;
+    o.read_timeout_ms = read_ms;
+    o.write_timeout_ms = 50;
+    o.tls = T.cfg;
+    int rc = ssock__server_open_sys(&srv, &o, &tls_sys);
+    if (rc != 0) {
+        fprintf(stderr, "fuzz_tls: cannot open the server: %s\n",
+                ssock_err_name(rc));
+        abort();
+    }
+    T.listen_fd = ssock_server_fd(srv);
+    T.wake_fd = srv->wake.rd;
+    T.pending_fd = server_end;
+    T.taken = 0;
+    T.recvs = 0;
+
+    sock = (ssock_socket *)&o; /* must be reset */
+    rc = ssock_server_accept(srv, &sock);
+
+    ssock_tls_stats st;
+    TCHECK(ssock_server_tls_stats(srv, &st) == 0);
+    TTRACE("fuzz_tls: accept: %s; handshake ok %llu failed %llu (%s)\n",
+           ssock_err_name(rc), (unsigned long long)st.handshakes_ok,
+           (unsigned long long)st.handshakes_failed,
+           ssock_server_tls_last_error(srv));
+    if (rc == 0)
+        TTRACE("fuzz_tls: %s %s alpn=%s sni=%s peer=%s\n",
+               ssock_socket_tls_version(sock), ssock_socket_tls_cipher(sock),
+               ssock_socket_tls_alpn(sock), ssock_socket_tls_sni(sock),
+               ssock_socket_tls_peer_subject(sock));
+    TCHECK(T.taken && T.pending_fd < 0);
+    TCHECK(st.accepted == 1);
+    TCHECK(st.handshakes_ok + st.handshakes_failed + st.handshakes_timed_out +
+               st.handshakes_dropped + st.in_flight ==
+           st.accepted);
+    TCHECK(ssock_server_tls_last_error(srv) != NULL);
+    if (rc == 0) {
+        TCHECK(sock != NULL);
+        TCHECK(st.handshakes_ok == 1);
+        TCHECK(strcmp(ssock_socket_peer_host(sock), "127.0.0.1") == 0);
+        tls_session(srv, sock, server_first);
+    } else {
+        /* Nothing else can end accept here: no close, no fault, and the
+         * handshake deadline is never reached. */
+        TCHECK(rc == SSOCK_ECLOSED);
+        TCHECK(sock == NULL);
+        TCHECK(st.handshakes_ok == 0 && st.in_flight == 0);
+        TCHECK(st.handshakes_timed_out == 0 && st.handshakes_dropped == 0);
+    }
+    ssock_server_free(srv);
+    T.listen_fd = T.wake_fd = -1;
+}
+
+static void tls_fuzz_one(const uint8_t *data, size_t size)
+{
+    int p[2];
+
+    tls_fixtures(); /* before counting: its descriptors are closed again */
+    int fds = tls_count_fds();
+    if (size > TLS_INPUT_MAX)
+        size = TLS_INPUT_MAX;
+    TCHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, p) == 0);
+    TCHECK(tls_write_all(p[1], data, size) == 0);
+    TCHECK(shutdown(p[1], SHUT_WR) == 0);
+
+    tls_serve_one(p[0], 5, size > 0 && (data[size - 1] & 1));
+
+    close(p[1]);
+    if (fds >= 0 && tls_count_fds() != fds) {
+        fprintf(stderr, "fuzz_tls: %d descriptors before the input, %d after\n",
+                fds, tls_count_fds());
+        abort();
+    }
+}
+
+#endif /* SSOCK_FUZZ_TLS_COMMON_H */
