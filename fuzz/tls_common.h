@@ -28,16 +28,25 @@
  *
  * Fixtures: one ssock_tls_config (ECDSA P-256 server certificate, client
  * certificates optional and checked against the test CA, ALPN h2 and
- * http/1.1) built on the first input and kept for the process. The server
- * and the socketpair are made fresh for every input.
+ * http/1.1) built on the first input and kept for the process, with the
+ * fixed random stream below installed in it (where the backend allows).
+ * The server, the socketpair and the position in the random stream are
+ * fresh for every input: the stream restarts at its seed before each
+ * server opens, so no state of one input reaches the next.
  *
  * Determinism: the input alone decides what the server reads and when
  * (everything is queued before the handshake starts, and the EAGAIN
- * pattern is fixed). The backends' random numbers are not under the
- * harness's control (see fuzz/README.md); they change the bytes the server
- * sends, which nobody reads, not the path the server takes through the
- * client's bytes. The clock only matters for the handshake deadline, which
- * a well-behaved acceptor never reaches here (2 s; reaching it aborts).
+ * pattern is fixed). The server's random numbers come from a fixed
+ * stream (tls_rng): on mbedTLS through the library's internal hook
+ * ssock__tls_config_set_test_rng(); on OpenSSL, which the hook cannot
+ * serve, through a process-wide RAND_METHOD (tls_openssl_rng.h). So an
+ * input gets the same server bytes every time, except on mbedTLS the 4
+ * bytes of time at the start of ServerHello.random and what is computed
+ * from them (the ServerKeyExchange signature; see fuzz/README.md).
+ * With SSOCK_FUZZ_TRACE=1 the harness prints the length and a hash of
+ * what the server sent, to compare runs. The clock otherwise matters for
+ * the handshake deadline, which a well-behaved acceptor never reaches here
+ * (2 s; reaching it aborts), and for the dates of a client certificate.
  */
 #ifndef SSOCK_FUZZ_TLS_COMMON_H
 #define SSOCK_FUZZ_TLS_COMMON_H
@@ -55,6 +64,7 @@
 #include "fuzz.h"
 #include "internal.h"
 #include "ssock/tls.h"
+#include "tls_backend.h"
 
 #ifndef FUZZ_TLS_BACKEND
 #error "define FUZZ_TLS_BACKEND before including tls_common.h"
@@ -97,6 +107,9 @@ static void tls_violation(int line, const char *what)
     abort();
 }
 
+/* The fixed random stream restarts here before every server (input). */
+#define TLS_RNG_SEED 0x5eed5eed5eed5eedull
+
 static struct {
     ssock_tls_config *cfg; /* fixture: built once, kept for the process */
     int listen_fd;         /* the server under test's descriptors */
@@ -104,7 +117,8 @@ static struct {
     int pending_fd; /* server end of the socketpair until accept4 takes it */
     int taken;
     unsigned long recvs;
-} T = {NULL, -1, -1, -1, 0, 0};
+    uint64_t rng; /* position in the random stream, reset per input */
+} T = {NULL, -1, -1, -1, 0, 0, TLS_RNG_SEED};
 
 static int tls_count_fds(void)
 {
@@ -202,6 +216,31 @@ static const struct ssock__sys tls_sys = {
     .close = close,
 };
 
+/* ---- the fixed random stream ------------------------------------------ */
+
+/* splitmix64, a counter-mode generator: word i is a fixed mix of
+ * seed + i * gamma. Fast, and good enough for the backends' checks (ECC
+ * private keys in range, nonces). Each call starts a fresh word; the
+ * OpenSSL RAND_METHOD depends on exactly this (recorded sess-* seeds). */
+static void tls_rng_fill(uint64_t *state, unsigned char *buf, size_t len)
+{
+    for (size_t i = 0; i < len; i += 8) {
+        uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
+        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+        z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+        z ^= z >> 31;
+        for (size_t j = 0; j < 8 && i + j < len; j++)
+            buf[i + j] = (unsigned char)(z >> (8 * j));
+    }
+}
+
+/* The RNG handed to ssock__tls_config_set_test_rng (p_rng = &T.rng). */
+static int tls_rng(void *p_rng, unsigned char *buf, size_t len)
+{
+    tls_rng_fill(p_rng, buf, len);
+    return 0;
+}
+
 /* ---- fixtures ---------------------------------------------------------- */
 
 static void tls_fixtures(void)
@@ -228,6 +267,12 @@ static void tls_fixtures(void)
                 ssock_err_name(rc), err);
         abort();
     }
+    /* OpenSSL cannot take a per-config RNG (fuzz_tls_openssl.c fixes the
+     * process-wide one instead); mbedTLS must. */
+    int want =
+        FUZZ_TLS_BACKEND == SSOCK_TLS_BACKEND_OPENSSL ? SSOCK_ENOBACKEND : 0;
+    rc = ssock__tls_config_set_test_rng(T.cfg, tls_rng, &T.rng);
+    TCHECK(rc == want);
 }
 
 /* ---- one input ------------------------------------------------------- */
@@ -338,12 +383,16 @@ static void tls_serve_one(int server_end, int read_ms, int server_first)
     o.read_timeout_ms = read_ms;
     o.write_timeout_ms = 50;
     o.tls = T.cfg;
+    T.rng = TLS_RNG_SEED; /* every input starts the stream afresh */
     int rc = ssock__server_open_sys(&srv, &o, &tls_sys);
     if (rc != 0) {
         fprintf(stderr, "fuzz_tls: cannot open the server: %s\n",
                 ssock_err_name(rc));
         abort();
     }
+    /* The hook refuses a config a server holds. */
+    TCHECK(ssock__tls_config_set_test_rng(T.cfg, tls_rng, &T.rng) ==
+           SSOCK_EINVAL);
     T.listen_fd = ssock_server_fd(srv);
     T.wake_fd = srv->wake.rd;
     T.pending_fd = server_end;
@@ -401,6 +450,20 @@ static void tls_fuzz_one(const uint8_t *data, size_t size)
 
     tls_serve_one(p[0], 5, size > 0 && (data[size - 1] & 1));
 
+    if (tls_tracing()) {
+        /* What the server sent (FNV-1a), to compare runs of one input. */
+        static uint8_t buf[16384];
+        uint64_t h = 0xcbf29ce484222325ull;
+        size_t total = 0;
+        ssize_t n;
+        while ((n = recv(p[1], buf, sizeof(buf), MSG_DONTWAIT)) > 0) {
+            for (ssize_t i = 0; i < n; i++)
+                h = (h ^ buf[i]) * 0x100000001b3ull;
+            total += (size_t)n;
+        }
+        TTRACE("fuzz_tls: server sent %zu bytes, fnv1a %016llx\n", total,
+               (unsigned long long)h);
+    }
     close(p[1]);
     if (fds >= 0 && tls_count_fds() != fds) {
         fprintf(stderr, "fuzz_tls: %d descriptors before the input, %d after\n",

@@ -462,6 +462,21 @@ int ssock__tls_config_max_handshakes(const ssock_tls_config *cfg)
     return cfg != NULL ? cfg->max_handshakes : SSOCK_EINVAL;
 }
 
+int ssock__tls_config_set_test_rng(ssock_tls_config *cfg,
+                                   int (*f_rng)(void *, unsigned char *,
+                                                size_t),
+                                   void *p_rng)
+{
+    if (cfg == NULL || f_rng == NULL)
+        return SSOCK_EINVAL;
+    /* Only the creator's reference: no server, hence no session. */
+    if (atomic_load_explicit(&cfg->refs, memory_order_acquire) != 1)
+        return SSOCK_EINVAL;
+    if (cfg->be->set_rng == NULL)
+        return SSOCK_ENOBACKEND;
+    return cfg->be->set_rng(cfg->bcfg, f_rng, p_rng);
+}
+
 int ssock_tls_backend_available(int backend)
 {
     return ssock__tls_backend_get(backend) != NULL;

@@ -8,8 +8,9 @@
  * ssock__tls_io. The same backend code therefore runs over a socket, a
  * socketpair or a fuzz buffer.
  *
- * Threads: a backend config (bcfg) is immutable after config_new and may be
- * used by many sessions on many threads at once. A session is used by one
+ * Threads: a backend config (bcfg) is immutable after config_new (the one
+ * exception, set_rng, runs before any session exists) and may be used by
+ * many sessions on many threads at once. A session is used by one
  * thread at a time. The caller keeps the bcfg alive (by holding a
  * ssock_tls_config reference) until every session made from it is freed.
  * Backends never print, never touch signals, and keep error text only in
@@ -89,6 +90,13 @@ struct ssock__tls_backend {
     void (*info)(void *sess, struct ssock__tls_info *out);
     /* last backend error text of this session, or "" */
     const char *(*session_error)(void *sess);
+    /* Optional (NULL: the backend cannot). Make every later session of
+     * bcfg draw its random numbers from f_rng(p_rng, ...) instead of the
+     * backend's own generator: 0, or a negative SSOCK_E*. Only reached
+     * through ssock__tls_config_set_test_rng(), while no session of bcfg
+     * exists. */
+    int (*set_rng)(void *bcfg, int (*f_rng)(void *, unsigned char *, size_t),
+                   void *p_rng);
 };
 
 /* Only those built (see SSOCK_HAVE_* in ssock/features.h). */
@@ -112,6 +120,43 @@ ssock__tls_config_backend(const ssock_tls_config *cfg);
 void *ssock__tls_config_bcfg(const ssock_tls_config *cfg);
 int ssock__tls_config_handshake_timeout(const ssock_tls_config *cfg);
 int ssock__tls_config_max_handshakes(const ssock_tls_config *cfg);
+
+/*
+ * FOR FUZZING AND TESTS ONLY: a predictable random source makes every
+ * session key predictable. Not exported, not in include/.
+ *
+ * Every session made from `cfg` from now on takes its random numbers (on
+ * mbedTLS 2.28: ServerHello random and session id, ECDHE key, ECDSA and
+ * ECDH blinding) from f_rng(p_rng, buf, len), which returns 0 on success
+ * or a negative mbedTLS-style error (the handshake then fails). With a
+ * fixed stream, restarted before each connection, the server answers the
+ * same client bytes with the same bytes (but see the clock, below).
+ * f_rng is called from whatever thread runs a handshake, so it must be
+ * safe there (fuzz harnesses run one connection at a time).
+ *
+ * Call it right after ssock_tls_config_new(), before the config is given
+ * to any server (a server holds a reference, so it is refused while one
+ * does; a socket keeps its server alive, so no session can exist then).
+ * f_rng and p_rng must stay valid until the config is freed.
+ *
+ * What stays outside f_rng: mbedTLS 2.28 puts time(NULL) in the first 4
+ * bytes of a TLS 1.2 ServerHello.random (MBEDTLS_HAVE_TIME; there is no
+ * per-config clock, see fuzz/README.md), and with it the ServerKeyExchange
+ * signature and every key change each second; and the clock decides
+ * whether a client certificate is within its dates (both backends). On
+ * mbedTLS 3.x with PSA (TLS 1.3, MBEDTLS_USE_PSA_CRYPTO) key generation
+ * uses PSA's RNG, not this one (untested; Debian ships 2.28).
+ *
+ * @return 0; SSOCK_EINVAL (NULL cfg or f_rng, or a server holds cfg);
+ *         SSOCK_ENOBACKEND if the config's backend cannot do it: OpenSSL
+ *         cannot (why: the comment on its table in tls_openssl.c); the
+ *         OpenSSL fuzz target fixes the process-wide RAND_METHOD instead
+ *         (fuzz/tls_openssl_rng.h).
+ */
+SSOCK__TLS_NODISCARD int
+ssock__tls_config_set_test_rng(ssock_tls_config *cfg,
+                               int (*f_rng)(void *, unsigned char *, size_t),
+                               void *p_rng);
 
 /* Thread-safe strerror (tls.c), for backend messages. */
 const char *ssock__tls_errno_text(int e, char *buf, size_t len);

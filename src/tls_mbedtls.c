@@ -835,6 +835,28 @@ static const char *mb_session_error(void *p)
     return s->err;
 }
 
+/*
+ * Tests and fuzzing only (ssock__tls_config_set_test_rng): sessions take
+ * every random number from f_rng. In 2.28 the conf RNG is the only one a
+ * server handshake draws from: ServerHello random (after the 4 bytes of
+ * time) and session id, the ECDHE key (mbedtls_ecdh_make_params), ECDSA
+ * signing (deterministic nonce, blinding from the conf RNG) and the
+ * shared-secret blinding (mbedtls_ecdh_calc_secret). Verifying a client
+ * signature draws nothing, or from ECP's internal DRBG seeded from the
+ * scalar (deterministic); AEAD record nonces are counters; there is no
+ * session cache or ticket key. The config's own DRBG (c->drbg) was only
+ * used through this conf RNG (and by 3.x key parsing in config_new, long
+ * done), so it simply goes unused.
+ */
+static int mb_set_rng(void *bcfg, int (*f_rng)(void *, unsigned char *, size_t),
+                      void *p_rng)
+{
+    struct mb_cfg *c = bcfg;
+
+    mbedtls_ssl_conf_rng(&c->conf, f_rng, p_rng);
+    return 0;
+}
+
 const struct ssock__tls_backend ssock__tls_mbedtls = {
     .name = "mbedtls",
     .config_new = mb_config_new,
@@ -848,4 +870,5 @@ const struct ssock__tls_backend ssock__tls_mbedtls = {
     .session_free = mb_session_free,
     .info = mb_info,
     .session_error = mb_session_error,
+    .set_rng = mb_set_rng,
 };

@@ -833,6 +833,19 @@ static const char *os_session_error(void *p)
     return s->err;
 }
 
+/*
+ * No set_rng (ssock__tls_config_set_test_rng gives SSOCK_ENOBACKEND):
+ * OpenSSL 3 takes random numbers from the DRBGs of the SSL_CTX's library
+ * context, and the public 3.0 API cannot swap them for one SSL_CTX. The
+ * only ways are process-wide (the deprecated RAND_METHOD, which the fuzz
+ * target installs: fuzz/tls_openssl_rng.h) or per OSSL_LIB_CTX:
+ * RAND_set_DRBG_type() to TEST-RAND works only before the context's first
+ * draw, and SSL_CTX_new_ex() already draws (ticket keys) in config_new,
+ * so every config would need its own OSSL_LIB_CTX with its own default
+ * provider, keys and certificates read into it, and the RNG chosen at
+ * config_new; and 3.0's TEST-RAND serves a fixed buffer per (per-thread)
+ * DRBG, not a callback. Not worth that cost in production code.
+ */
 const struct ssock__tls_backend ssock__tls_openssl = {
     .name = "openssl",
     .config_new = os_config_new,
