@@ -54,5 +54,6 @@ format-check:
 fuzz: deps
 	@fuzz/run.sh $(or $(TARGET),all) $(or $(SECONDS),60)
 
-bench:
-	@echo "make bench: not yet available (issue 5)"
+# Benchmarks: ssock against raw poll/OpenSSL/mbedTLS servers (~7 min).
+bench: build
+	@bash bench/run.sh $(BUILD)/gcc
