@@ -73,7 +73,8 @@ over_budget() { ((SECONDS - start_s >= BUDGET_S)); }
 
 # ------------------------------------------------------------ servers
 # A server is named by a spec string; server_cmd fills CMD for it.
-#   ssock-plain | poll | ssock-tls:BACKEND:CERT | base:BACKEND:MODE:CERT
+#   ssock-plain | ssock-poll | poll | rawthreads | ssock-tls:BACKEND:CERT |
+#   base:BACKEND:MODE:CERT
 # CERT is ecdsa or rsa; MODE is serial or threads.
 server_cmd() {
   local spec=$1 kind backend mode cert
@@ -81,6 +82,9 @@ server_cmd() {
   case $kind in
     ssock-plain)
       CMD=("$echo_bin" --port 0 --addr 127.0.0.1 --backlog 1024
+           --max-conns 4096) ;;
+    ssock-poll)
+      CMD=("$echo_bin" --poll --port 0 --addr 127.0.0.1 --backlog 1024
            --max-conns 4096) ;;
     poll)
       CMD=("$bin/base_poll_echo" --port 0 --addr 127.0.0.1 --backlog 1024
@@ -282,6 +286,12 @@ if want plain; then
     ssock-plain "$PB" --mode echo --conns 8 --size 64 "${W[@]}"
   compare "bulk MiB/s, 1 client" ">= 0.95" mibps ssock-plain "$PB" \
     --mode bulk --conns 1 "${W[@]}"
+  # Same design on both sides: one poll() loop (ssock-echo --poll).
+  compare "echo round trips/s, 8 clients, 64 B, poll loop both sides" \
+    ">= 0.95" rate,p99_us ssock-poll poll --mode echo --conns 8 --size 64 \
+    "${W[@]}"
+  compare "connections/s, 8 clients, poll loop both sides" ">= 0.95" rate \
+    ssock-poll poll --mode connect --conns 8 "${W[@]}"
 fi
 
 if want scaling; then

@@ -3,7 +3,7 @@
  *
  * Contract (other tools rely on it):
  *   ssock-echo [--port N] [--addr A] [--timeout MS] [--backlog N]
- *              [--max-conns N] [--help]
+ *              [--max-conns N] [--poll] [--help]
  *              [--tls] [--cert F --key F] [--ca F]
  *              [--verify-client none|optional|required]
  *              [--backend mbedtls|openssl] [--min-version 1.2|1.3]
@@ -27,6 +27,8 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -36,6 +38,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 
 #define ECHO_DEFAULT_PORT 7000
 #define ECHO_DEFAULT_MAX_CONNS 1024
@@ -50,19 +53,19 @@
 
 struct echo;
 
+/* A connection and its detached thread, which frees both when it ends. */
 struct conn {
     struct echo *echo;
     ssock_socket *sock;
-    pthread_t thread;
-    bool done; /* set by the thread, under echo.lock, as its last act */
-    struct conn *next;
+    struct conn *prev, *next; /* in echo.conns, under echo.lock */
 };
 
 struct echo {
     pthread_mutex_t lock;
     pthread_cond_t changed; /* a connection thread finished */
-    struct conn *conns;     /* every thread not yet joined */
-    int active;             /* threads not yet done */
+    struct conn *conns;     /* connections whose socket is still ours */
+    int active;             /* connection threads still running */
+    pthread_attr_t detached;
     atomic_bool stopping;
 };
 
@@ -78,6 +81,9 @@ static void usage(FILE *out)
           "0 = forever)\n"
           "  --backlog N    listen backlog, > 0 (default 100)\n"
           "  --max-conns N  concurrent connections, > 0 (default 1024)\n"
+          "  --poll         one thread and one poll() loop instead of a "
+          "thread per\n"
+          "                 connection (plain TCP only)\n"
           "  --help         show this text\n"
           "TLS (any of these turns TLS on):\n"
           "  --tls                  serve TLS (default: the dev certs in "
@@ -140,65 +146,35 @@ static void *conn_main(void *arg)
             rc = ssock_socket_write(c->sock, buf, n, NULL);
     }
     free(buf);
-    /* EOF, peer reset, shutdown: release the descriptor now; the handle is
-     * freed by the main thread when it joins this one. */
-    (void)ssock_socket_close(c->sock);
+
+    /* Leave the list first, so close_all() never sees a freed socket; the
+     * count drops last, so shutdown waits until the memory is back. */
+    pthread_mutex_lock(&echo->lock);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        echo->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    pthread_mutex_unlock(&echo->lock);
+    ssock_socket_free(c->sock);
+    free(c);
 
     pthread_mutex_lock(&echo->lock);
-    c->done = true;
     echo->active--;
     pthread_cond_broadcast(&echo->changed);
     pthread_mutex_unlock(&echo->lock);
     return NULL;
 }
 
-/* Join and free every finished connection (all of them when `all`). */
-static void reap(struct echo *echo, bool all)
-{
-    struct conn *finished = NULL;
-    struct conn **pp;
-
-    pthread_mutex_lock(&echo->lock);
-    pp = &echo->conns;
-    while (*pp) {
-        struct conn *c = *pp;
-
-        if (all || c->done) {
-            *pp = c->next;
-            c->next = finished;
-            finished = c;
-        } else {
-            pp = &c->next;
-        }
-    }
-    pthread_mutex_unlock(&echo->lock);
-
-    while (finished) {
-        struct conn *c = finished;
-
-        finished = c->next;
-        pthread_join(c->thread, NULL);
-        ssock_socket_free(c->sock);
-        free(c);
-    }
-}
-
-/* Hand a new connection to its own thread, or drop it when over the cap. */
+/* Hand a new connection to its own thread, or drop it when over the cap.
+ * Threads are detached: the accept loop never joins or reaps. */
 static void start_conn(struct echo *echo, ssock_socket *sock, int max_conns)
 {
-    struct conn *c;
-    bool full;
+    struct conn *c = calloc(1, sizeof(*c));
+    pthread_t thread;
     int err;
 
-    pthread_mutex_lock(&echo->lock);
-    full = echo->active >= max_conns;
-    pthread_mutex_unlock(&echo->lock);
-    if (full) {
-        ssock_socket_free(sock);
-        return;
-    }
-
-    c = calloc(1, sizeof(*c));
     if (!c) {
         fprintf(stderr, "ssock-echo: out of memory, connection dropped\n");
         ssock_socket_free(sock);
@@ -208,11 +184,23 @@ static void start_conn(struct echo *echo, ssock_socket *sock, int max_conns)
     c->sock = sock;
 
     pthread_mutex_lock(&echo->lock);
-    err = pthread_create(&c->thread, NULL, conn_main, c);
-    if (err == 0) {
-        c->next = echo->conns;
-        echo->conns = c;
-        echo->active++;
+    if (echo->active >= max_conns) {
+        pthread_mutex_unlock(&echo->lock);
+        ssock_socket_free(sock);
+        free(c);
+        return;
+    }
+    c->next = echo->conns;
+    if (echo->conns)
+        echo->conns->prev = c;
+    echo->conns = c;
+    echo->active++;
+    err = pthread_create(&thread, &echo->detached, conn_main, c);
+    if (err != 0) {
+        echo->conns = c->next;
+        if (c->next)
+            c->next->prev = NULL;
+        echo->active--;
     }
     pthread_mutex_unlock(&echo->lock);
     if (err != 0) {
@@ -255,10 +243,13 @@ static void close_all(struct echo *echo)
     pthread_mutex_unlock(&echo->lock);
 }
 
+static bool is_transient(int rc);
+
 struct watcher {
     sigset_t signals;
     ssock_server *server;
     struct echo *echo;
+    int wake_wr; /* --poll: the loop's wake pipe; -1 otherwise */
 };
 
 /* Waits for SIGINT/SIGTERM, then closes the server (which wakes accept and
@@ -270,9 +261,88 @@ static void *watch_signals(void *arg)
 
     while (sigwait(&w->signals, &sig) != 0) {
     }
-    atomic_store(&w->echo->stopping, true);
-    (void)ssock_server_close(w->server);
+    /* Already stopping: main woke us to end (see below); nothing to do. */
+    if (atomic_exchange(&w->echo->stopping, true))
+        return NULL;
+    if (w->wake_wr >= 0) {
+        /* --poll: the loop owns the server; tell it to stop. */
+        while (write(w->wake_wr, "x", 1) < 0 && errno == EINTR) {
+        }
+    } else {
+        (void)ssock_server_close(w->server);
+    }
     return NULL;
+}
+
+/*
+ * --poll: one thread, one poll() over the listening socket, the wake pipe
+ * and every connection; a readable connection gets one read and its echo.
+ * Plain TCP only. Returns 0, or 1 on a fatal accept error.
+ */
+static int poll_loop(ssock_server *server, int wake_rd, int max_conns)
+{
+    size_t n = 0, cap = (size_t)max_conns;
+    struct pollfd *pfd = calloc(cap + 2, sizeof(*pfd));
+    ssock_socket **socks = calloc(cap, sizeof(*socks));
+    unsigned char *buf = malloc(ECHO_BUF_SIZE);
+    int status = 0;
+
+    if (!pfd || !socks || !buf) {
+        fprintf(stderr, "ssock-echo: out of memory\n");
+        status = 1;
+        goto out;
+    }
+    for (;;) {
+        pfd[0] = (struct pollfd){ssock_server_fd(server), POLLIN, 0};
+        pfd[1] = (struct pollfd){wake_rd, POLLIN, 0};
+        for (size_t i = 0; i < n; i++)
+            pfd[2 + i] = (struct pollfd){ssock_socket_fd(socks[i]), POLLIN, 0};
+        if (poll(pfd, (nfds_t)(n + 2), -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            status = 1;
+            break;
+        }
+        if (pfd[1].revents)
+            break;
+        /* Backwards, so removing entry i (swap with the last) is safe. */
+        for (size_t i = n; i-- > 0;) {
+            size_t got = 0;
+            int rc;
+
+            if (!pfd[2 + i].revents)
+                continue;
+            rc = ssock_socket_read(socks[i], buf, ECHO_BUF_SIZE, &got);
+            if (rc == 0)
+                rc = ssock_socket_write(socks[i], buf, got, NULL);
+            if (rc != 0) {
+                ssock_socket_free(socks[i]);
+                socks[i] = socks[--n];
+            }
+        }
+        if (pfd[0].revents) {
+            ssock_socket *sock = NULL;
+            int rc = ssock_server_accept(server, &sock);
+
+            if (rc == 0 && n < cap)
+                socks[n++] = sock;
+            else if (rc == 0)
+                ssock_socket_free(sock);
+            else if (rc != SSOCK_ETIMEOUT && !is_transient(rc)) {
+                fprintf(stderr, "ssock-echo: accept failed: %s (%s)\n",
+                        ssock_strerror(rc), ssock_err_name(rc));
+                status = 1;
+                break;
+            }
+        }
+    }
+out:
+    for (size_t i = 0; i < n; i++)
+        ssock_socket_free(socks[i]);
+    free(buf);
+    free(socks);
+    free(pfd);
+    return status;
 }
 
 /* --alpn h2,http/1.1 split in place into at most 16 names. */
@@ -372,6 +442,8 @@ int main(int argc, char **argv)
     ssock_tls_config *tls = NULL;
     struct alpn_list alpn = {.count = 0};
     bool use_tls = false;
+    bool poll_mode = false;
+    int wake[2] = {-1, -1};
     int status = 0;
     int rc;
 
@@ -393,6 +465,10 @@ int main(int argc, char **argv)
 #define IS(name) (flen == strlen(name) && strncmp(flag, name, flen) == 0)
         if (IS("--tls") && !eq) {
             use_tls = true;
+            continue;
+        }
+        if (IS("--poll") && !eq) {
+            poll_mode = true;
             continue;
         }
         if (!(IS("--port") || IS("--addr") || IS("--timeout") ||
@@ -452,6 +528,19 @@ int main(int argc, char **argv)
      * peer does (a server close still wakes them). */
     opts.read_timeout_ms = ECHO_READ_TIMEOUT_MS;
     opts.write_timeout_ms = SSOCK_WAIT_FOREVER;
+    if (poll_mode && use_tls) {
+        fprintf(stderr, "ssock-echo: --poll serves plain TCP only\n");
+        return 2;
+    }
+    if (poll_mode) {
+        /* Readable means a connection is queued: accept need not wait. */
+        opts.accept_timeout_ms = 1;
+        if (pipe(wake) != 0 || fcntl(wake[0], F_SETFD, FD_CLOEXEC) != 0 ||
+            fcntl(wake[1], F_SETFD, FD_CLOEXEC) != 0) {
+            fprintf(stderr, "ssock-echo: pipe: %s\n", strerror(errno));
+            return 1;
+        }
+    }
     if (use_tls) {
         char err[SSOCK_TLS_ERRBUF_SIZE];
 
@@ -479,6 +568,8 @@ int main(int argc, char **argv)
     }
 
     pthread_mutex_init(&echo.lock, NULL);
+    pthread_attr_init(&echo.detached);
+    pthread_attr_setdetachstate(&echo.detached, PTHREAD_CREATE_DETACHED);
     pthread_condattr_init(&cattr);
     pthread_condattr_setclock(&cattr, CLOCK_MONOTONIC);
     pthread_cond_init(&echo.changed, &cattr);
@@ -487,6 +578,7 @@ int main(int argc, char **argv)
 
     w.server = server;
     w.echo = &echo;
+    w.wake_wr = wake[1];
     rc = pthread_create(&watcher, NULL, watch_signals, &w);
     if (rc != 0) {
         fprintf(stderr, "ssock-echo: cannot start a thread: %s\n",
@@ -501,11 +593,12 @@ int main(int argc, char **argv)
     printf("listening on %s:%d\n", host, ssock_server_local_port(server));
     fflush(stdout);
 
-    for (;;) {
+    if (poll_mode)
+        status = poll_loop(server, wake[0], max_conns);
+    for (; !poll_mode;) {
         ssock_socket *sock = NULL;
 
         rc = ssock_server_accept(server, &sock);
-        reap(&echo, false);
         if (rc == 0) {
             start_conn(&echo, sock, max_conns);
         } else if (rc == SSOCK_ETIMEOUT) {
@@ -523,11 +616,14 @@ int main(int argc, char **argv)
         }
     }
 
-    /* Stop the watcher if the loop ended on its own (a fatal error). */
-    atomic_store(&echo.stopping, true);
-    (void)ssock_server_close(server);
-    pthread_kill(watcher, SIGTERM);
+    /* If the loop ended on its own (a fatal error), wake the watcher from
+     * sigwait(). Only then: a signal sent to a watcher that is already past
+     * sigwait() would stay pending, and some runtimes (Valgrind) deliver
+     * it to the process instead. */
+    if (!atomic_exchange(&echo.stopping, true))
+        pthread_kill(watcher, SIGTERM);
     pthread_join(watcher, NULL);
+    (void)ssock_server_close(server);
 
     /* Closing the server fails every connection within 100 ms; give the
      * threads a moment, then close their sockets ourselves. */
@@ -538,8 +634,12 @@ int main(int argc, char **argv)
             return status ? status : 1;
         }
     }
-    reap(&echo, true);
     ssock_server_free(server);
+    pthread_attr_destroy(&echo.detached);
+    if (poll_mode) {
+        close(wake[0]);
+        close(wake[1]);
+    }
     pthread_cond_destroy(&echo.changed);
     pthread_mutex_destroy(&echo.lock);
     return status;

@@ -9,6 +9,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 
@@ -146,9 +147,14 @@ struct ssock_socket {
     atomic_int last_os_error;
     int read_timeout_ms;
     int write_timeout_ms;
-    int peer_port;
     int local_port;
-    char peer_host[SSOCK_HOST_MAX];
+    int rcvtimeo_ms; /* SO_RCVTIMEO now on the fd (plain reads) */
+    union {
+        struct sockaddr sa;
+        struct sockaddr_in in4;
+        struct sockaddr_in6 in6;
+    } peer;
+    char peer_host[SSOCK_HOST_MAX]; /* formatted on first use */
 };
 
 /* ---- socket.c ---------------------------------------------------------- */

@@ -323,8 +323,10 @@ int ssock__server_accept_fd(ssock_server *srv, ssock_socket **out)
 {
     struct sockaddr_storage peer;
     socklen_t plen = sizeof(peer);
+    /* Blocking: plain reads block in recv() under SO_RCVTIMEO; every
+     * other call on the descriptor passes MSG_DONTWAIT. */
     int fd = srv->sys->accept4(srv->fd, (struct sockaddr *)&peer, &plen,
-                               SOCK_CLOEXEC | SOCK_NONBLOCK);
+                               SOCK_CLOEXEC);
     if (fd >= 0) {
         atomic_fetch_add(&srv->n_accepted, 1);
         return ssock__socket_new(srv, fd, (struct sockaddr *)&peer, plen,

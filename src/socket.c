@@ -11,7 +11,9 @@
  * closed under a running call, and its number cannot be reused under one.
  * All of this is sequentially consistent atomics: no lock on the I/O path.
  */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <sys/time.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -42,11 +44,13 @@ int ssock__socket_new(ssock_server *srv, int fd, const struct sockaddr *peer,
     s->write_timeout_ms = ssock__server_write_timeout(srv);
     /* An accepted TCP socket always has the listening socket's port. */
     s->local_port = ssock__server_port(srv);
-    if (peer_len == 0 ||
-        ssock__addr_format(peer, s->peer_host, &s->peer_port) != 0) {
-        s->peer_host[0] = '\0';
-        s->peer_port = 0;
-    }
+    /* Only the address is kept: formatting it costs about a quarter of
+     * an accept, so ssock_socket_peer_host() does it on first use. */
+    if (peer_len <= sizeof(s->peer) &&
+        (peer->sa_family == AF_INET || peer->sa_family == AF_INET6))
+        memcpy(&s->peer, peer, peer_len);
+    else
+        s->peer.sa.sa_family = AF_UNSPEC;
     ssock__server_ref(srv);
     *out = s;
     return 0;
@@ -117,29 +121,47 @@ int ssock__socket_wait(ssock_socket *s, short events, ssock__deadline d)
     return rc < 0 ? rc : 0;
 }
 
+/*
+ * Accepted descriptors block (every other call passes MSG_DONTWAIT), so a
+ * plain read is one recv() bounded by SO_RCVTIMEO, the way a hand-written
+ * thread-per-connection server reads. A close from another thread wakes it
+ * with shutdown(). If the recv() ends early (a signal) or the kernel's
+ * timer disagrees with ours, the rest of the wait goes through poll() on
+ * the exact monotonic deadline.
+ */
+static int set_rcvtimeo(ssock_socket *s)
+{
+    int ms = s->read_timeout_ms;
+    struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
+    if (setsockopt(s->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) != 0)
+        return -errno;
+    s->rcvtimeo_ms = ms; /* 0, the kernel's default, waits forever too */
+    return 0;
+}
+
 static int plain_read(ssock_socket *s, void *buf, size_t len, size_t *nread)
 {
-    ssock__deadline d = 0;
-    int have_deadline = 0;
+    if (s->rcvtimeo_ms != s->read_timeout_ms) {
+        int rc = set_rcvtimeo(s);
+        if (rc != 0)
+            return rc;
+    }
+    ssock__deadline d = ssock__deadline_in(s->read_timeout_ms);
+    int flags = 0;
     for (;;) {
-        ssize_t n = s->sys->recv(s->fd, buf, len, MSG_DONTWAIT);
+        ssize_t n = s->sys->recv(s->fd, buf, len, flags);
         if (n > 0) {
             *nread = (size_t)n;
             return 0;
         }
         if (n == 0)
             return SSOCK_EOF;
-        if (errno == EINTR)
-            continue;
-        if (errno != EAGAIN && errno != EWOULDBLOCK)
+        if (errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK)
             return -errno;
-        if (!have_deadline) {
-            d = ssock__deadline_in(s->read_timeout_ms);
-            have_deadline = 1;
-        }
         int rc = ssock__socket_wait(s, POLLIN, d);
         if (rc != 0)
             return rc;
+        flags = MSG_DONTWAIT;
     }
 }
 
@@ -305,12 +327,25 @@ int ssock_socket_write_timeout(const ssock_socket *s)
 
 const char *ssock_socket_peer_host(const ssock_socket *s)
 {
-    return s == NULL ? NULL : s->peer_host;
+    if (s == NULL)
+        return NULL;
+    /* The handle is the library's own (never const-defined): filling the
+     * cache through a const pointer is fine. */
+    ssock_socket *m = (ssock_socket *)s;
+    if (m->peer_host[0] == '\0' && m->peer.sa.sa_family != AF_UNSPEC)
+        (void)ssock__addr_format(&m->peer.sa, m->peer_host, NULL);
+    return m->peer_host;
 }
 
 int ssock_socket_peer_port(const ssock_socket *s)
 {
-    return s == NULL ? SSOCK_EINVAL : s->peer_port;
+    if (s == NULL)
+        return SSOCK_EINVAL;
+    if (s->peer.sa.sa_family == AF_INET)
+        return ntohs(s->peer.in4.sin_port);
+    if (s->peer.sa.sa_family == AF_INET6)
+        return ntohs(s->peer.in6.sin6_port);
+    return 0;
 }
 
 int ssock_socket_local_port(const ssock_socket *s)

@@ -184,8 +184,8 @@ SSOCK_API void ssock_server_options_init(ssock_server_options *opts);
 /**
  * Open a listening server. Arguments are checked in the order port,
  * timeout, backlog, addr, before any system call. SO_REUSEADDR is set.
- * Accepted sockets are non-blocking underneath, close-on-exec, and have
- * TCP_NODELAY on (each write leaves at once; no Nagle delay).
+ * Accepted sockets are close-on-exec and have TCP_NODELAY on (each write
+ * leaves at once; no Nagle delay).
  *
  * @param out   receives the handle on success, NULL on failure.
  * @return 0; SSOCK_EINVAL (NULL `out` or `opts`); SSOCK_EBADPORT;
