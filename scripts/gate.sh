@@ -144,6 +144,7 @@ examples_smoke() {
 
 # ---------------------------------------------------------------- stages
 stage deps        scripts/deps.sh
+stage format      make --no-print-directory format-check
 stage build-gcc   scripts/build.sh gcc
 stage test-gcc    run_ctest gcc
 stage valgrind    scripts/build.sh valgrind

@@ -14,8 +14,8 @@ const char *ssock_strerror(int status)
     if (status == 0)
         return "success";
     switch (status) {
-#define SSOCK__ERR_MSG(name, value, msg)                                      \
-    case SSOCK_##name:                                                        \
+#define SSOCK__ERR_MSG(name, value, msg)                                       \
+    case SSOCK_##name:                                                         \
         return msg;
         SSOCK_ERROR_MAP(SSOCK__ERR_MSG)
 #undef SSOCK__ERR_MSG
@@ -36,8 +36,8 @@ const char *ssock_err_name(int status)
     if (status == 0)
         return "SSOCK_OK";
     switch (status) {
-#define SSOCK__ERR_NAME(name, value, msg)                                     \
-    case SSOCK_##name:                                                        \
+#define SSOCK__ERR_NAME(name, value, msg)                                      \
+    case SSOCK_##name:                                                         \
         return "SSOCK_" #name;
         SSOCK_ERROR_MAP(SSOCK__ERR_NAME)
 #undef SSOCK__ERR_NAME

@@ -82,11 +82,11 @@ void ssock__wake_close(struct ssock__wake *w);
 enum { SSOCK__OPEN = 0, SSOCK__CLOSED = 1 };
 
 struct ssock_server {
-    atomic_int refs;   /* the owner's handle + one per live socket */
-    atomic_int state;  /* SSOCK__OPEN / SSOCK__CLOSED */
+    atomic_int refs;  /* the owner's handle + one per live socket */
+    atomic_int state; /* SSOCK__OPEN / SSOCK__CLOSED */
     atomic_int last_os_error;
-    int fd;            /* listening socket, -1 once closed */
-    int reserve_fd;    /* spare descriptor shed on EMFILE/ENFILE, or -1 */
+    int fd;         /* listening socket, -1 once closed */
+    int reserve_fd; /* spare descriptor shed on EMFILE/ENFILE, or -1 */
     struct ssock__wake wake;
     int port;
     int accept_timeout_ms;
@@ -95,8 +95,8 @@ struct ssock_server {
     const struct ssock__sys *sys;
     /* lock guards: children, accepting, and the descriptors on close */
     pthread_mutex_t lock;
-    pthread_cond_t idle;   /* signalled when an accept() call ends */
-    int accepting;         /* an accept() call is running */
+    pthread_cond_t idle;    /* signalled when an accept() call ends */
+    int accepting;          /* an accept() call is running */
     ssock_socket *children; /* accepted sockets whose fd is still open */
     char host[SSOCK_HOST_MAX];
     /* TLS: the config (a reference) and the handshakes in flight, which
@@ -133,10 +133,10 @@ struct ssock__conn_ops {
 
 struct ssock_socket {
     const struct ssock__conn_ops *ops;
-    void *tls;           /* backend session, NULL for plain sockets */
+    void *tls; /* backend session, NULL for plain sockets */
     const struct ssock__tls_backend *tls_backend;
-    ssock_server *srv;   /* holds a reference */
-    ssock_socket *prev;  /* in srv->children, guarded by srv->lock */
+    ssock_server *srv;  /* holds a reference */
+    ssock_socket *prev; /* in srv->children, guarded by srv->lock */
     ssock_socket *next;
     const struct ssock__sys *sys;
     int fd;
@@ -173,8 +173,7 @@ void ssock__socket_discard(ssock_socket *s);
  * closing it on failure). The caller links it to the server. */
 SSOCK__MUST_CHECK int ssock__socket_new(ssock_server *srv, int fd,
                                         const struct sockaddr *peer,
-                                        socklen_t peer_len,
-                                        ssock_socket **out);
+                                        socklen_t peer_len, ssock_socket **out);
 
 /* ---- tls_accept.c / tls_socket.c (only with SSOCK_HAVE_TLS) ------------ */
 

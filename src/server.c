@@ -329,8 +329,7 @@ int ssock__server_accept_fd(ssock_server *srv, ssock_socket **out)
                                SOCK_CLOEXEC);
     if (fd >= 0) {
         atomic_fetch_add(&srv->n_accepted, 1);
-        return ssock__socket_new(srv, fd, (struct sockaddr *)&peer, plen,
-                                 out);
+        return ssock__socket_new(srv, fd, (struct sockaddr *)&peer, plen, out);
     }
     int err = errno;
     /* A vanished client: back to poll(), which sees the deadline and

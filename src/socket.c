@@ -184,7 +184,8 @@ static int plain_write(ssock_socket *s, const char *buf, size_t len,
             break;
         }
         /* Each wait for buffer space gets the whole write timeout. */
-        rc = ssock__socket_wait(s, POLLOUT, ssock__deadline_in(s->write_timeout_ms));
+        rc = ssock__socket_wait(s, POLLOUT,
+                                ssock__deadline_in(s->write_timeout_ms));
         if (rc != 0)
             break;
     }

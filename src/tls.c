@@ -163,10 +163,11 @@ out:
 }
 
 /* Check that exactly one source is given (unless optional) and load it. */
-static SSOCK__TLS_NODISCARD int
-blob_load(struct tls_blob *b, const char *what, const char *field,
-          const char *file, const void *mem, size_t len, int required,
-          char *err, size_t errlen)
+static SSOCK__TLS_NODISCARD int blob_load(struct tls_blob *b, const char *what,
+                                          const char *field, const char *file,
+                                          const void *mem, size_t len,
+                                          int required, char *err,
+                                          size_t errlen)
 {
     if (file != NULL && (mem != NULL || len != 0)) {
         errf(err, errlen, "%s: give a file or memory, not both", what);
@@ -182,8 +183,8 @@ blob_load(struct tls_blob *b, const char *what, const char *field,
     if (mem == NULL && len == 0) {
         if (!required)
             return 0;
-        errf(err, errlen, "%s is required (set %s_file or %s_mem)", what,
-             field, field);
+        errf(err, errlen, "%s is required (set %s_file or %s_mem)", what, field,
+             field);
         return SSOCK_ETLSCONFIG;
     }
     if (mem == NULL || len == 0) {

@@ -70,8 +70,7 @@ struct ssock__tls_backend {
                       size_t errlen);
     void (*config_free)(void *bcfg);
     /* 0 / SSOCK_ENOMEM / SSOCK_ETLS. `io` is copied. */
-    int (*session_new)(void *bcfg, const struct ssock__tls_io *io,
-                       void **sess);
+    int (*session_new)(void *bcfg, const struct ssock__tls_io *io, void **sess);
     /* 0 done; WANT_READ/WANT_WRITE; negative: SSOCK_ETLS (or -errno from
      * io, or SSOCK_EOF if the peer closed). */
     int (*handshake)(void *sess);

@@ -52,7 +52,8 @@
 #define MB_HAVE_TLS13 0
 #endif
 
-#if MBEDTLS_VERSION_MAJOR >= 3 && (MB_HAVE_TLS13 || defined(MBEDTLS_USE_PSA_CRYPTO))
+#if MBEDTLS_VERSION_MAJOR >= 3 &&                                              \
+    (MB_HAVE_TLS13 || defined(MBEDTLS_USE_PSA_CRYPTO))
 /* mbedTLS 3.x needs PSA initialised for TLS 1.3 / USE_PSA_CRYPTO
  * (idempotent). Untested here: Debian ships 2.28. */
 #include <psa/crypto.h>
@@ -80,11 +81,11 @@ struct mb_sess {
     mbedtls_ssl_context ssl;
     struct mb_cfg *cfg;
     struct ssock__tls_io io;
-    int io_errno;      /* errno of the last failed io call, 0 if none */
-    int eof;           /* io recv returned 0 */
-    int hs_done;       /* handshake finished */
-    size_t wlen;       /* len of a write that returned WANT_*, else 0 */
-    uint32_t vflags;   /* verification flags seen on the client chain */
+    int io_errno;    /* errno of the last failed io call, 0 if none */
+    int eof;         /* io recv returned 0 */
+    int hs_done;     /* handshake finished */
+    size_t wlen;     /* len of a write that returned WANT_*, else 0 */
+    uint32_t vflags; /* verification flags seen on the client chain */
     char *sni;
     char *subject;
     int info_ready;
@@ -212,12 +213,9 @@ static int mb_rng(void *p, unsigned char *out, size_t len)
 }
 
 /* Parse PEM (any number of certificates) or concatenated DER. */
-static SSOCK__TLS_NODISCARD int mb_parse_crts(mbedtls_x509_crt *crt,
-                                              const char *what,
-                                              const char *file,
-                                              const unsigned char *data,
-                                              size_t len, char *err,
-                                              size_t errlen)
+static SSOCK__TLS_NODISCARD int
+mb_parse_crts(mbedtls_x509_crt *crt, const char *what, const char *file,
+              const unsigned char *data, size_t len, char *err, size_t errlen)
 {
     char eb[200];
     int ret;
@@ -231,8 +229,9 @@ static SSOCK__TLS_NODISCARD int mb_parse_crts(mbedtls_x509_crt *crt,
                                                         : SSOCK_ECERTPARSE;
         }
         if (ret > 0) {
-            mb_errf(err, errlen, "%s '%s': %d certificate(s) could not be parsed",
-                    what, label(file), ret);
+            mb_errf(err, errlen,
+                    "%s '%s': %d certificate(s) could not be parsed", what,
+                    label(file), ret);
             return SSOCK_ECERTPARSE;
         }
     } else {
@@ -246,8 +245,8 @@ static SSOCK__TLS_NODISCARD int mb_parse_crts(mbedtls_x509_crt *crt,
                                        MBEDTLS_ASN1_CONSTRUCTED |
                                            MBEDTLS_ASN1_SEQUENCE);
             if (ret == 0)
-                ret = mbedtls_x509_crt_parse_der(crt, p,
-                                                 (size_t)(q - p) + body);
+                ret =
+                    mbedtls_x509_crt_parse_der(crt, p, (size_t)(q - p) + body);
             if (ret != 0) {
                 mb_errf(err, errlen, "%s '%s': not PEM, and DER: %s", what,
                         label(file), mb_strerror(ret, eb, sizeof eb));
@@ -461,8 +460,8 @@ static int mb_config_new(const ssock_tls_options *o, void **bcfg, char *err,
         goto out;
 
     if (o->ca_mem != NULL) {
-        rc = mb_parse_crts(&c->ca, "CA", o->ca_file, o->ca_mem, o->ca_len,
-                           err, errlen);
+        rc = mb_parse_crts(&c->ca, "CA", o->ca_file, o->ca_mem, o->ca_len, err,
+                           errlen);
         if (rc != 0)
             goto out;
         if (o->verify_client == SSOCK_TLS_VERIFY_NONE)
@@ -498,7 +497,8 @@ static int mb_config_new(const ssock_tls_options *o, void **bcfg, char *err,
     mbedtls_ssl_conf_curves(&c->conf, mb_curves);
 #endif
 #if defined(MBEDTLS_SSL_RENEGOTIATION)
-    mbedtls_ssl_conf_renegotiation(&c->conf, MBEDTLS_SSL_RENEGOTIATION_DISABLED);
+    mbedtls_ssl_conf_renegotiation(&c->conf,
+                                   MBEDTLS_SSL_RENEGOTIATION_DISABLED);
 #endif
     /* No session cache and no ticket callbacks are installed: no resumption. */
     mbedtls_ssl_conf_authmode(&c->conf,
@@ -522,8 +522,7 @@ static int mb_config_new(const ssock_tls_options *o, void **bcfg, char *err,
             mb_errf(err, errlen, "out of memory");
             goto out;
         }
-        ret = mbedtls_ssl_conf_alpn_protocols(&c->conf,
-                                              (const char **)c->alpn);
+        ret = mbedtls_ssl_conf_alpn_protocols(&c->conf, (const char **)c->alpn);
         if (ret != 0) {
             mb_errf(err, errlen, "ALPN list: %s",
                     mb_strerror(ret, eb, sizeof eb));
@@ -591,8 +590,7 @@ static int mb_recv(void *ctx, unsigned char *buf, size_t len)
  * error text). A non-zero return makes mbedTLS fail the handshake even in
  * OPTIONAL mode, which gives SSOCK_TLS_VERIFY_OPTIONAL its meaning: no
  * certificate is fine, a bad one is not. */
-static int mb_verify(void *p, mbedtls_x509_crt *crt, int depth,
-                     uint32_t *flags)
+static int mb_verify(void *p, mbedtls_x509_crt *crt, int depth, uint32_t *flags)
 {
     struct mb_sess *s = p;
 

@@ -65,8 +65,8 @@ static const char os_ciphers12[] =
     "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
     "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
     "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
-static const char os_ciphers13[] =
-    "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256";
+static const char os_ciphers13[] = "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_"
+                                   "SHA384:TLS_CHACHA20_POLY1305_SHA256";
 static const char os_groups[] = "X25519:P-256:P-384:P-521";
 
 static void os_errf(char *err, size_t errlen, const char *fmt, ...)
@@ -138,12 +138,9 @@ static int os_no_password(char *buf, int size, int rwflag, void *u)
 
 /* Parse PEM (any number of certificates) or concatenated DER into a new
  * stack. */
-static SSOCK__TLS_NODISCARD int os_parse_crts(STACK_OF(X509) **outp,
-                                              const char *what,
-                                              const char *file,
-                                              const unsigned char *data,
-                                              size_t len, char *err,
-                                              size_t errlen)
+static SSOCK__TLS_NODISCARD int
+os_parse_crts(STACK_OF(X509) * *outp, const char *what, const char *file,
+              const unsigned char *data, size_t len, char *err, size_t errlen)
 {
     STACK_OF(X509) *sk = sk_X509_new_null();
     BIO *bio = NULL;
@@ -261,7 +258,7 @@ static void os_date(const ASN1_TIME *t, char *buf, size_t len)
 }
 
 /* Every certificate of our own chain must be within its dates. */
-static SSOCK__TLS_NODISCARD int os_check_times(STACK_OF(X509) *chain,
+static SSOCK__TLS_NODISCARD int os_check_times(STACK_OF(X509) * chain,
                                                const ssock_tls_options *o,
                                                char *err, size_t errlen)
 {
@@ -431,10 +428,9 @@ static SSOCK__TLS_NODISCARD int os_setup_ctx(struct os_cfg *c,
     SSL_CTX *ctx = c->ctx;
     int mode;
 
-    if (!SSL_CTX_set_min_proto_version(ctx,
-                                       o->min_version == SSOCK_TLS_VERSION_1_3
-                                           ? TLS1_3_VERSION
-                                           : TLS1_2_VERSION)) {
+    if (!SSL_CTX_set_min_proto_version(
+            ctx, o->min_version == SSOCK_TLS_VERSION_1_3 ? TLS1_3_VERSION
+                                                         : TLS1_2_VERSION)) {
         os_errf(err, errlen, "cannot set the minimum TLS version: ");
         os_drain(err, errlen, "refused");
         return SSOCK_EVERSION;
@@ -461,7 +457,7 @@ static SSOCK__TLS_NODISCARD int os_setup_ctx(struct os_cfg *c,
     mode = o->verify_client == SSOCK_TLS_VERIFY_REQUIRED
                ? SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT
            : o->verify_client == SSOCK_TLS_VERIFY_OPTIONAL ? SSL_VERIFY_PEER
-                                                            : SSL_VERIFY_NONE;
+                                                           : SSL_VERIFY_NONE;
     SSL_CTX_set_verify(ctx, mode, NULL);
     SSL_CTX_set_tlsext_servername_callback(ctx, os_sni_cb);
     return 0;
@@ -518,8 +514,8 @@ static int os_config_new(const ssock_tls_options *o, void **bcfg, char *err,
         goto out;
     }
     idx = BIO_get_new_index();
-    c->meth = idx > 0 ? BIO_meth_new(idx | BIO_TYPE_SOURCE_SINK, "ssock io")
-                      : NULL;
+    c->meth =
+        idx > 0 ? BIO_meth_new(idx | BIO_TYPE_SOURCE_SINK, "ssock io") : NULL;
     if (c->meth == NULL || !BIO_meth_set_write_ex(c->meth, os_bio_write) ||
         !BIO_meth_set_read_ex(c->meth, os_bio_read) ||
         !BIO_meth_set_ctrl(c->meth, os_bio_ctrl))

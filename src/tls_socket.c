@@ -15,8 +15,8 @@
 struct tls_conn {
     struct ssock__tls_io io;
     const struct ssock__tls_backend *be;
-    void *sess;      /* NULL once released (the socket is closed) */
-    int eof;         /* end of stream seen: every later read says so */
+    void *sess; /* NULL once released (the socket is closed) */
+    int eof;    /* end of stream seen: every later read says so */
     /* What the accessors answer after the session is gone: copies made
      * at release, in one allocation. */
     struct ssock__tls_info kept;
@@ -217,12 +217,12 @@ static const struct ssock__tls_info *info_of(const ssock_socket *s,
     return info;
 }
 
-#define SSOCK__TLS_INFO_GETTER(field)                                         \
-    const char *ssock_socket_tls_##field(const ssock_socket *s)               \
-    {                                                                         \
-        struct ssock__tls_info buf;                                           \
-        const struct ssock__tls_info *info = info_of(s, &buf);                \
-        return info != NULL ? info->field : NULL;                             \
+#define SSOCK__TLS_INFO_GETTER(field)                                          \
+    const char *ssock_socket_tls_##field(const ssock_socket *s)                \
+    {                                                                          \
+        struct ssock__tls_info buf;                                            \
+        const struct ssock__tls_info *info = info_of(s, &buf);                 \
+        return info != NULL ? info->field : NULL;                              \
     }
 SSOCK__TLS_INFO_GETTER(version)
 SSOCK__TLS_INFO_GETTER(cipher)

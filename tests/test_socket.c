@@ -170,9 +170,9 @@ static void test_nodelay(void **state)
     (void)state;
 
     assert_int_equal(th_pair_open(&p, "127.0.0.1", AF_INET), 0);
-    assert_int_equal(getsockopt(ssock_socket_fd(p.sock), IPPROTO_TCP,
-                                TCP_NODELAY, &v, &l),
-                     0);
+    assert_int_equal(
+        getsockopt(ssock_socket_fd(p.sock), IPPROTO_TCP, TCP_NODELAY, &v, &l),
+        0);
     assert_int_not_equal(v, 0);
     th_pair_free(&p);
 }

@@ -39,10 +39,10 @@
 static const int all_backends[] = {SSOCK_TLS_BACKEND_MBEDTLS,
                                    SSOCK_TLS_BACKEND_OPENSSL};
 
-#define FOR_EACH_BACKEND(b)                                                   \
-    for (size_t b##_i = 0;                                                    \
-         b##_i < sizeof all_backends / sizeof all_backends[0]; b##_i++)       \
-        for (int b = all_backends[b##_i], b##_once = 1;                       \
+#define FOR_EACH_BACKEND(b)                                                    \
+    for (size_t b##_i = 0;                                                     \
+         b##_i < sizeof all_backends / sizeof all_backends[0]; b##_i++)        \
+        for (int b = all_backends[b##_i], b##_once = 1;                        \
              b##_once && ssock_tls_backend_available(b); b##_once = 0)
 
 #define CERT(name) SSOCK_CERTS_DIR "/" name
@@ -54,10 +54,10 @@ static const char MSG[] = "hello, tls!";
 /* ------------------------------------------------------------------ */
 
 enum client_mode {
-    CLIENT_ECHO,      /* send MSG, expect it back, expect close_notify */
-    CLIENT_BULK,      /* read BULK_LEN pattern bytes, expect close_notify */
-    CLIENT_CLOSE,     /* send close_notify right after the handshake */
-    CLIENT_RAW        /* no TLS: send raw bytes, shut down writing, drain */
+    CLIENT_ECHO,  /* send MSG, expect it back, expect close_notify */
+    CLIENT_BULK,  /* read BULK_LEN pattern bytes, expect close_notify */
+    CLIENT_CLOSE, /* send close_notify right after the handshake */
+    CLIENT_RAW    /* no TLS: send raw bytes, shut down writing, drain */
 };
 
 struct client {
@@ -104,8 +104,8 @@ static void *client_main(void *arg)
         size_t off = 0;
 
         while (off < c->raw_len) {
-            ssize_t n = send(c->fd, c->raw + off, c->raw_len - off,
-                             MSG_NOSIGNAL);
+            ssize_t n =
+                send(c->fd, c->raw + off, c->raw_len - off, MSG_NOSIGNAL);
             if (n <= 0)
                 break;
             off += (size_t)n;
@@ -300,10 +300,10 @@ struct server_opts {
 };
 
 struct outcome {
-    int hs;            /* handshake result */
+    int hs; /* handshake result */
     char version[16], cipher[64], alpn[64], sni[256], subject[256];
     int has_alpn, has_sni, has_subject;
-    int echo_rc;       /* server-side result of the scenario after hs */
+    int echo_rc; /* server-side result of the scenario after hs */
     int write_wants;
     char err[256];
 };
@@ -354,10 +354,10 @@ static void run(const struct server_opts *so, struct client *cl,
     assert_int_equal(fcntl(sv[0], F_SETFL, O_NONBLOCK), 0);
     {
         int small = 16384; /* small buffers: the bulk test must see WANT */
-        assert_int_equal(setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &small,
-                                    sizeof small), 0);
-        assert_int_equal(setsockopt(sv[1], SOL_SOCKET, SO_RCVBUF, &small,
-                                    sizeof small), 0);
+        assert_int_equal(
+            setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof small), 0);
+        assert_int_equal(
+            setsockopt(sv[1], SOL_SOCKET, SO_RCVBUF, &small, sizeof small), 0);
     }
     cl->fd = sv[1];
     io.ctx = &sv[0];
@@ -392,8 +392,8 @@ static void run(const struct server_opts *so, struct client *cl,
             assert_int_equal(n, 4);
             assert_int_equal(be->pending(sess), strlen(MSG) - 4);
             while (got < strlen(MSG) && out->echo_rc == 0) {
-                out->echo_rc = srv_read(be, sess, sv[0], buf + got,
-                                        sizeof buf - got, &n);
+                out->echo_rc =
+                    srv_read(be, sess, sv[0], buf + got, sizeof buf - got, &n);
                 got += n;
             }
             if (out->echo_rc != 0)
@@ -977,7 +977,8 @@ static void test_shared_config_threads(void **state)
     FOR_EACH_BACKEND(b)
     {
         /* RSA: mbedTLS's RSA blinding state is shared and mutex-guarded */
-        const char *cert[2] = {CERT("server-rsa.pem"), CERT("server-ecdsa.pem")};
+        const char *cert[2] = {CERT("server-rsa.pem"),
+                               CERT("server-ecdsa.pem")};
         const char *key[2] = {CERT("server-rsa.key"), CERT("server-ecdsa.key")};
 
         for (int k = 0; k < 2; k++) {
@@ -994,8 +995,8 @@ static void test_shared_config_threads(void **state)
             for (int i = 0; i < WORKERS; i++) {
                 w[i].cfg = ssock__tls_config_ref(cfg);
                 w[i].ok = 0;
-                assert_int_equal(pthread_create(&th[i], NULL, worker_main,
-                                                &w[i]), 0);
+                assert_int_equal(
+                    pthread_create(&th[i], NULL, worker_main, &w[i]), 0);
             }
             ssock_tls_config_free(cfg); /* workers hold their references */
             for (int i = 0; i < WORKERS; i++) {

@@ -22,10 +22,10 @@
 static const int all_backends[] = {SSOCK_TLS_BACKEND_MBEDTLS,
                                    SSOCK_TLS_BACKEND_OPENSSL};
 
-#define FOR_EACH_BACKEND(b)                                                   \
-    for (size_t b##_i = 0;                                                    \
-         b##_i < sizeof all_backends / sizeof all_backends[0]; b##_i++)       \
-        for (int b = all_backends[b##_i], b##_once = 1;                       \
+#define FOR_EACH_BACKEND(b)                                                    \
+    for (size_t b##_i = 0;                                                     \
+         b##_i < sizeof all_backends / sizeof all_backends[0]; b##_i++)        \
+        for (int b = all_backends[b##_i], b##_once = 1;                        \
              b##_once && ssock_tls_backend_available(b); b##_once = 0)
 
 static char path_buf[8][512];
@@ -268,8 +268,8 @@ static void test_garbage(void **state)
     (void)state;
     FOR_EACH_BACKEND(b)
     {
-        const char *backend_mark = b == SSOCK_TLS_BACKEND_MBEDTLS ? "(-0x"
-                                                                  : "error:";
+        const char *backend_mark =
+            b == SSOCK_TLS_BACKEND_MBEDTLS ? "(-0x" : "error:";
         base_opts(&o, b);
         o.cert_file = cert("garbage.pem");
         expect(&o, SSOCK_ECERTPARSE, "garbage.pem");

@@ -86,27 +86,27 @@ SSOCK_API const char *ssock_version_string(void);
  * XX(name, value, message). Codes are only ever appended; values never
  * change. System errors are not listed: they are -errno.
  */
-#define SSOCK_ERROR_MAP(XX)                                                   \
-    XX(EINVAL, -1000, "invalid argument (NULL handle or output pointer)")    \
-    XX(EBADPORT, -1001, "port must be between 0 and 65535")                  \
-    XX(EBADTIMEOUT, -1002, "timeout must be >= 0 ms (0 waits forever)")      \
-    XX(EBADBACKLOG, -1003, "backlog must be a positive number")              \
-    XX(EBADADDR, -1004, "address is empty or malformed")                     \
-    XX(ERESOLVE, -1005, "address could not be resolved")                     \
-    XX(ENOMEM, -1006, "out of memory")                                       \
-    XX(ETIMEOUT, -1007, "operation timed out")                               \
-    XX(ECLOSED, -1008, "handle is already closed")                           \
-    XX(ESERVERCLOSED, -1009,                                                 \
-       "I/O error: the server this socket was accepted from is closed")      \
-    XX(EOF, -1010, "end of stream: the peer closed the connection")          \
-    XX(ENOBACKEND, -1011, "TLS backend not built into this library")         \
-    XX(EFILE, -1012, "certificate, key or CA file cannot be read")           \
-    XX(ECERTPARSE, -1013, "certificate, key or CA could not be parsed")      \
-    XX(EKEYMISMATCH, -1014, "private key does not match the certificate")    \
-    XX(ECERTTIME, -1015, "certificate is expired or not yet valid")          \
-    XX(EVERSION, -1016, "TLS version not supported by this backend")         \
-    XX(ETLSCONFIG, -1017, "invalid TLS configuration")                       \
-    XX(ETLS, -1018, "TLS protocol error")                                    \
+#define SSOCK_ERROR_MAP(XX)                                                    \
+    XX(EINVAL, -1000, "invalid argument (NULL handle or output pointer)")      \
+    XX(EBADPORT, -1001, "port must be between 0 and 65535")                    \
+    XX(EBADTIMEOUT, -1002, "timeout must be >= 0 ms (0 waits forever)")        \
+    XX(EBADBACKLOG, -1003, "backlog must be a positive number")                \
+    XX(EBADADDR, -1004, "address is empty or malformed")                       \
+    XX(ERESOLVE, -1005, "address could not be resolved")                       \
+    XX(ENOMEM, -1006, "out of memory")                                         \
+    XX(ETIMEOUT, -1007, "operation timed out")                                 \
+    XX(ECLOSED, -1008, "handle is already closed")                             \
+    XX(ESERVERCLOSED, -1009,                                                   \
+       "I/O error: the server this socket was accepted from is closed")        \
+    XX(EOF, -1010, "end of stream: the peer closed the connection")            \
+    XX(ENOBACKEND, -1011, "TLS backend not built into this library")           \
+    XX(EFILE, -1012, "certificate, key or CA file cannot be read")             \
+    XX(ECERTPARSE, -1013, "certificate, key or CA could not be parsed")        \
+    XX(EKEYMISMATCH, -1014, "private key does not match the certificate")      \
+    XX(ECERTTIME, -1015, "certificate is expired or not yet valid")            \
+    XX(EVERSION, -1016, "TLS version not supported by this backend")           \
+    XX(ETLSCONFIG, -1017, "invalid TLS configuration")                         \
+    XX(ETLS, -1018, "TLS protocol error")                                      \
     XX(ENOTTLS, -1019, "not a TLS socket")
 
 /** Status codes. 0 is success; see SSOCK_ERROR_MAP for the messages. */
@@ -310,8 +310,7 @@ SSOCK_API SSOCK_NODISCARD int ssock_socket_write(ssock_socket *sock,
 
 /** Set the read timeout in ms (>= 0, 0 waits forever).
  * @return 0, SSOCK_EBADTIMEOUT, SSOCK_EINVAL. */
-SSOCK_API int ssock_socket_set_read_timeout(ssock_socket *sock,
-                                            int timeout_ms);
+SSOCK_API int ssock_socket_set_read_timeout(ssock_socket *sock, int timeout_ms);
 /** Set the write timeout in ms (>= 0, 0 waits forever).
  * @return 0, SSOCK_EBADTIMEOUT, SSOCK_EINVAL. */
 SSOCK_API int ssock_socket_set_write_timeout(ssock_socket *sock,

@@ -37,7 +37,8 @@
  *     char err[SSOCK_TLS_ERRBUF_SIZE];
  *     ssock_tls_config *tls;
  *     int rc = ssock_tls_config_new(&tls, &t, err, sizeof err);
- *     if (rc != 0) { fprintf(stderr, "%s: %s\n", ssock_err_name(rc), err); ... }
+ *     if (rc != 0) { fprintf(stderr, "%s: %s\n", ssock_err_name(rc), err); ...
+ * }
  *
  *     ssock_server_options o;
  *     ssock_server_options_init(&o);
@@ -235,9 +236,9 @@ typedef struct ssock_tls_config ssock_tls_config;
  *         SSOCK_ENOMEM.
  * Blocks only to read files. Thread-safe.
  */
-SSOCK_API SSOCK_NODISCARD int ssock_tls_config_new(ssock_tls_config **out,
-                                                   const ssock_tls_options *opts,
-                                                   char *errbuf, size_t errlen);
+SSOCK_API SSOCK_NODISCARD int
+ssock_tls_config_new(ssock_tls_config **out, const ssock_tls_options *opts,
+                     char *errbuf, size_t errlen);
 
 /**
  * Warnings left by a successful ssock_tls_config_new() (for example
