@@ -184,8 +184,6 @@ SSOCK__MUST_CHECK int ssock__hs_open(ssock_server *srv);
 void ssock__hs_close(ssock_server *srv);
 /* Free the set (when the server's memory goes). */
 void ssock__hs_free(ssock_server *srv);
-/* Handshakes in flight now. */
-int ssock__hs_in_flight(const ssock_server *srv);
 /*
  * The TLS accept loop: one poll over the listening socket, the wake fd and
  * every pending handshake; returns the first socket whose handshake
@@ -216,10 +214,6 @@ SSOCK__MUST_CHECK int ssock__server_accept_fd(ssock_server *srv,
 SSOCK__MUST_CHECK int ssock__server_open_sys(ssock_server **out,
                                              const ssock_server_options *o,
                                              const struct ssock__sys *sys);
-const struct ssock__sys *ssock__server_sys(const ssock_server *srv);
-int ssock__server_read_timeout(const ssock_server *srv);
-int ssock__server_write_timeout(const ssock_server *srv);
-int ssock__server_port(const ssock_server *srv);
 void ssock__server_ref(ssock_server *srv);
 void ssock__server_unref(ssock_server *srv);
 /* Remove a socket from its server's list before its descriptor closes.

@@ -518,23 +518,3 @@ void ssock__server_unlink(ssock_server *srv, ssock_socket *sock)
     sock->prev = sock->next = NULL;
     pthread_mutex_unlock(&srv->lock);
 }
-
-const struct ssock__sys *ssock__server_sys(const ssock_server *srv)
-{
-    return srv->sys;
-}
-
-int ssock__server_read_timeout(const ssock_server *srv)
-{
-    return srv->read_timeout_ms;
-}
-
-int ssock__server_write_timeout(const ssock_server *srv)
-{
-    return srv->write_timeout_ms;
-}
-
-int ssock__server_port(const ssock_server *srv)
-{
-    return srv->port;
-}

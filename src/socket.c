@@ -25,7 +25,7 @@ static const struct ssock__conn_ops plain_ops;
 int ssock__socket_new(ssock_server *srv, int fd, const struct sockaddr *peer,
                       socklen_t peer_len, ssock_socket **out)
 {
-    const struct ssock__sys *sys = ssock__server_sys(srv);
+    const struct ssock__sys *sys = srv->sys;
     ssock_socket *s = calloc(1, sizeof(*s));
     if (s == NULL) {
         sys->close(fd);
@@ -40,10 +40,10 @@ int ssock__socket_new(ssock_server *srv, int fd, const struct sockaddr *peer,
     atomic_init(&s->busy, 0);
     atomic_init(&s->fd_owned, 1);
     atomic_init(&s->last_os_error, 0);
-    s->read_timeout_ms = ssock__server_read_timeout(srv);
-    s->write_timeout_ms = ssock__server_write_timeout(srv);
+    s->read_timeout_ms = srv->read_timeout_ms;
+    s->write_timeout_ms = srv->write_timeout_ms;
     /* An accepted TCP socket always has the listening socket's port. */
-    s->local_port = ssock__server_port(srv);
+    s->local_port = srv->port;
     /* Only the address is kept: formatting it costs about a quarter of
      * an accept, so ssock_socket_peer_host() does it on first use. */
     if (peer_len <= sizeof(s->peer) &&

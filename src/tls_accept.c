@@ -83,7 +83,7 @@ void ssock__hs_free(ssock_server *srv)
     free(hs);
 }
 
-int ssock__hs_in_flight(const ssock_server *srv)
+static int hs_in_flight(const ssock_server *srv)
 {
     struct ssock__hs_set *hs = srv->hs;
     return hs == NULL ? 0 : atomic_load(&hs->in_flight);
@@ -247,7 +247,7 @@ int ssock_server_tls_stats(const ssock_server *srv, ssock_tls_stats *st)
     st->handshakes_failed = atomic_load(&srv->n_hs_failed);
     st->handshakes_timed_out = atomic_load(&srv->n_hs_timed_out);
     st->handshakes_dropped = atomic_load(&srv->n_hs_dropped);
-    st->in_flight = (uint64_t)ssock__hs_in_flight(srv);
+    st->in_flight = (uint64_t)hs_in_flight(srv);
     return 0;
 }
 
