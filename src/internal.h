@@ -109,6 +109,7 @@ struct ssock_server {
     atomic_ulong n_hs_failed;
     atomic_ulong n_hs_timed_out;
     atomic_ulong n_hs_dropped;
+    atomic_ulong n_hs_source_limited;
 };
 
 /*
@@ -120,9 +121,15 @@ struct ssock__conn_ops {
     int (*read)(ssock_socket *s, void *buf, size_t len, size_t *n);
     /* 0 when all was written; *n counts what went out either way. */
     int (*write)(ssock_socket *s, const char *buf, size_t len, size_t *n);
+    /* Orderly end of the write side before SHUT_WR (TLS close_notify):
+     * 0 or a status. */
+    int (*shutdown_write)(ssock_socket *s);
     /* Orderly goodbye before close (TLS close_notify); best effort, bounded
-     * by the write timeout; only called when no other call is running. */
+     * by min(write timeout, SSOCK__GOODBYE_MAX_MS); only called when no
+     * other call is running. */
     void (*goodbye)(ssock_socket *s);
+    /* Bytes readable without touching the descriptor. */
+    size_t (*pending)(ssock_socket *s);
     /* Free the heavy per-connection state (TLS session and buffers);
      * called once, just before the fd closes. */
     void (*release)(ssock_socket *s);
@@ -131,19 +138,37 @@ struct ssock__conn_ops {
     void (*destroy)(ssock_socket *s);
 };
 
+/*
+ * The life of a socket is one atomic word, `ctl`, so that "is it closed?",
+ * "who is inside a call?" and "who releases the descriptor and frees the
+ * handle?" are decided in single atomic steps:
+ *
+ *   bit 0  CLOSED    close (or free, or discard) has been called
+ *   bit 1  RELEASED  the descriptor and the TLS session have been released
+ *   bit 2  FREED     the owner has called free: the handle goes when idle
+ *   bits 3+          calls in progress (read, write, shutdown, pending, and
+ *                    a running close), in units of SSOCK__CTL_BUSY
+ *
+ * Whoever makes the busy count 0 on a CLOSED socket releases (once, marked
+ * by RELEASED); whoever makes it 0 on a FREED one frees the memory. No lock
+ * on the I/O path, and no window in which two threads disagree about who
+ * releases what.
+ */
+#define SSOCK__CTL_CLOSED 1u
+#define SSOCK__CTL_RELEASED 2u
+#define SSOCK__CTL_FREED 4u
+#define SSOCK__CTL_BUSY 8u
+
 struct ssock_socket {
     const struct ssock__conn_ops *ops;
-    void *tls; /* backend session, NULL for plain sockets */
-    const struct ssock__tls_backend *tls_backend;
+    void *tls; /* struct tls_conn (tls_socket.c), NULL for plain sockets */
     ssock_server *srv;  /* holds a reference */
     ssock_socket *prev; /* in srv->children, guarded by srv->lock */
     ssock_socket *next;
     const struct ssock__sys *sys;
     int fd;
-    atomic_int state;      /* SSOCK__OPEN / SSOCK__CLOSED */
+    atomic_uint ctl;       /* see above */
     atomic_int srv_closed; /* the server was closed: I/O fails */
-    atomic_int busy;       /* read/write/shutdown calls in progress */
-    atomic_int fd_owned;   /* 1 until the descriptor is released */
     atomic_int last_os_error;
     int read_timeout_ms;
     int write_timeout_ms;
@@ -159,6 +184,12 @@ struct ssock_socket {
 
 /* ---- socket.c ---------------------------------------------------------- */
 
+/* Longest a close spends on its goodbye (TLS close_notify), ms. */
+#define SSOCK__GOODBYE_MAX_MS 1000
+
+/* A library status (SSOCK_E*, <= -1000) is not an errno. */
+#define SSOCK__IS_ERRNO(rc) ((rc) < 0 && (rc) > -1000)
+
 /* Called by server close with srv->lock held: mark the socket failed and
  * wake any thread blocked on it. */
 void ssock__socket_server_closed(ssock_socket *sock);
@@ -166,6 +197,9 @@ void ssock__socket_server_closed(ssock_socket *sock);
  * deadline passes: 0, SSOCK_ETIMEOUT or -errno. */
 SSOCK__MUST_CHECK int ssock__socket_wait(ssock_socket *s, short events,
                                          ssock__deadline d);
+/* SSOCK_ECLOSED / SSOCK_ESERVERCLOSED when the socket can no longer do
+ * I/O, else 0 (for loops inside a call that must notice a close). */
+int ssock__socket_dead(ssock_socket *s);
 /* Free a socket that was never handed to the user (pending handshake). */
 void ssock__socket_discard(ssock_socket *s);
 

@@ -220,7 +220,7 @@ int ssock__server_open_sys(ssock_server **out, const ssock_server_options *o,
     return 0;
 
 fail:
-    if (rc < 0 && rc > -4096)
+    if (SSOCK__IS_ERRNO(rc))
         atomic_store(&srv->last_os_error, -rc);
     if (srv->fd >= 0)
         sys->close(srv->fd);
@@ -459,6 +459,10 @@ int ssock_server_close(ssock_server *srv)
         pthread_mutex_unlock(&srv->lock);
         return SSOCK_ECLOSED;
     }
+    /* Our own reference: the accepting thread may see the close, return
+     * and free the server while we are still discarding its pending
+     * handshakes below; the memory then goes when we leave. */
+    ssock__server_ref(srv);
     ssock__wake_signal(&srv->wake);
     for (ssock_socket *s = srv->children; s != NULL; s = s->next)
         ssock__socket_server_closed(s);
@@ -477,6 +481,7 @@ int ssock_server_close(ssock_server *srv)
      * now, and none will touch the set again (the server is closed). */
     ssock__hs_close(srv);
 #endif
+    ssock__server_unref(srv);
     return 0;
 }
 

@@ -2,14 +2,17 @@
  * An accepted connection: reads and writes with timeouts, and a close that
  * is safe from any thread.
  *
- * Lifetime of the descriptor. Every I/O call is bracketed by op_enter() and
- * op_exit(), which count it in `busy`. Closing (by the owner, from another
- * thread, or by the server) first marks the socket and shutdown()s the
- * descriptor, which wakes a thread blocked in poll() on it; the descriptor
- * itself is closed by whoever sees `busy` drop to zero on a closed socket
- * (the close call, or the last I/O call to leave). So a descriptor is never
- * closed under a running call, and its number cannot be reused under one.
- * All of this is sequentially consistent atomics: no lock on the I/O path.
+ * Lifetime. Every call that uses the descriptor is bracketed by op_enter()
+ * and op_exit(), which count it in the socket's one atomic word `ctl`
+ * (src/internal.h). Closing (by the owner, from another thread, or by the
+ * server) marks the word CLOSED in the same atomic step that counts the
+ * closer in, then shutdown()s the descriptor to wake a thread blocked on
+ * it. Whoever brings the count to zero on a closed socket releases the
+ * descriptor and the TLS session (the close, or the last I/O call to
+ * leave); whoever brings it to zero once the owner has called free frees
+ * the handle. So a descriptor is never closed under a running call, its
+ * number cannot be reused under one, a free never pulls memory from under
+ * a close still sending close_notify, and nothing on the I/O path locks.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -35,10 +38,8 @@ int ssock__socket_new(ssock_server *srv, int fd, const struct sockaddr *peer,
     s->srv = srv;
     s->sys = sys;
     s->fd = fd;
-    atomic_init(&s->state, SSOCK__OPEN);
+    atomic_init(&s->ctl, 0u);
     atomic_init(&s->srv_closed, 0);
-    atomic_init(&s->busy, 0);
-    atomic_init(&s->fd_owned, 1);
     atomic_init(&s->last_os_error, 0);
     s->read_timeout_ms = srv->read_timeout_ms;
     s->write_timeout_ms = srv->write_timeout_ms;
@@ -56,51 +57,87 @@ int ssock__socket_new(ssock_server *srv, int fd, const struct sockaddr *peer,
     return 0;
 }
 
-/* Close the descriptor exactly once, after it left the server's list. */
-static void release_fd(ssock_socket *s)
+/* Release the descriptor and the heavy state, after leaving the server's
+ * list (so server close never shuts down a released descriptor). */
+static void release(ssock_socket *s)
 {
-    int expected = 1;
-    if (!atomic_compare_exchange_strong(&s->fd_owned, &expected, 0))
-        return;
     ssock__server_unlink(s->srv, s);
     s->ops->release(s);
     s->sys->close(s->fd);
 }
 
+static void destroy(ssock_socket *s)
+{
+    s->ops->destroy(s);
+    ssock__server_unref(s->srv);
+    free(s);
+}
+
+/* Leave: count ourselves out; the one who brings the count to zero does
+ * what is due (release on a closed socket, free on a freed one). The
+ * caller must not touch `s` afterwards unless it still holds a count. */
+static void op_exit(ssock_socket *s)
+{
+    unsigned old = atomic_load(&s->ctl), nv;
+    int do_release, do_free;
+    do {
+        nv = old - SSOCK__CTL_BUSY;
+        do_release = do_free = 0;
+        if (nv < SSOCK__CTL_BUSY && (nv & SSOCK__CTL_CLOSED)) {
+            if (!(nv & SSOCK__CTL_RELEASED)) {
+                nv |= SSOCK__CTL_RELEASED;
+                do_release = 1;
+            }
+            do_free = (nv & SSOCK__CTL_FREED) != 0;
+        }
+    } while (!atomic_compare_exchange_weak(&s->ctl, &old, nv));
+    if (do_release)
+        release(s);
+    if (do_free)
+        destroy(s);
+}
+
 /* The status of a socket that can no longer do I/O, or 0. */
 static int dead_status(ssock_socket *s)
 {
-    if (atomic_load(&s->state) != SSOCK__OPEN)
+    if (atomic_load(&s->ctl) & SSOCK__CTL_CLOSED)
         return SSOCK_ECLOSED;
     if (atomic_load(&s->srv_closed))
         return SSOCK_ESERVERCLOSED;
     return 0;
 }
 
-static void op_exit(ssock_socket *s)
+int ssock__socket_dead(ssock_socket *s)
 {
-    if (atomic_fetch_sub(&s->busy, 1) == 1 &&
-        atomic_load(&s->state) != SSOCK__OPEN)
-        release_fd(s);
+    return dead_status(s);
 }
 
 static int op_enter(ssock_socket *s)
 {
-    atomic_fetch_add(&s->busy, 1);
-    int rc = dead_status(s);
+    unsigned old = atomic_fetch_add(&s->ctl, SSOCK__CTL_BUSY);
+    int rc = (old & SSOCK__CTL_CLOSED) ? SSOCK_ECLOSED : dead_status(s);
     if (rc != 0)
         op_exit(s);
     return rc;
 }
 
-/* An I/O call failed or saw end of stream: if the socket was closed under
- * it, that is the real cause. */
+/* Mark the socket closed (and, with `extra`, freed) and count the caller
+ * in, in one step. Returns the word as it was. */
+static unsigned mark_closed(ssock_socket *s, unsigned extra)
+{
+    unsigned old = atomic_load(&s->ctl), nv;
+    do {
+        nv = (old | SSOCK__CTL_CLOSED | extra) + SSOCK__CTL_BUSY;
+    } while (!atomic_compare_exchange_weak(&s->ctl, &old, nv));
+    return old;
+}
+
 static int io_status(ssock_socket *s, int rc)
 {
     int dead = dead_status(s);
     if (dead != 0)
         return dead;
-    if (rc < 0 && rc > -4096)
+    if (SSOCK__IS_ERRNO(rc))
         atomic_store(&s->last_os_error, -rc);
     return rc;
 }
@@ -198,10 +235,24 @@ static void plain_nothing(ssock_socket *s)
     (void)s;
 }
 
+static int plain_shutdown_write(ssock_socket *s)
+{
+    (void)s;
+    return 0;
+}
+
+static size_t plain_pending(ssock_socket *s)
+{
+    (void)s;
+    return 0;
+}
+
 static const struct ssock__conn_ops plain_ops = {
     .read = plain_read,
     .write = plain_write,
+    .shutdown_write = plain_shutdown_write,
     .goodbye = plain_nothing,
+    .pending = plain_pending,
     .release = plain_nothing,
     .destroy = plain_nothing,
 };
@@ -251,38 +302,59 @@ int ssock_socket_shutdown_write(ssock_socket *s)
     int rc = op_enter(s);
     if (rc != 0)
         return rc;
-    if (s->sys->shutdown(s->fd, SHUT_WR) != 0)
-        rc = io_status(s, -errno);
+    rc = s->ops->shutdown_write(s);
+    if (rc == 0 && s->sys->shutdown(s->fd, SHUT_WR) != 0)
+        rc = -errno;
+    if (rc != 0)
+        rc = io_status(s, rc);
     op_exit(s);
     return rc;
+}
+
+size_t ssock_socket_pending(const ssock_socket *cs)
+{
+    if (cs == NULL)
+        return 0;
+    /* The handle is the library's own: counting ourselves in through a
+     * const pointer is fine, and keeps the session alive while we ask. */
+    ssock_socket *s = (ssock_socket *)cs;
+    if (op_enter(s) != 0)
+        return 0;
+    size_t n = s->ops->pending(s);
+    op_exit(s);
+    return n;
 }
 
 int ssock_socket_close(ssock_socket *s)
 {
     if (s == NULL)
         return SSOCK_EINVAL;
-    int expected = SSOCK__OPEN;
-    if (!atomic_compare_exchange_strong(&s->state, &expected, SSOCK__CLOSED))
+    unsigned old = atomic_load(&s->ctl);
+    if (old & SSOCK__CTL_CLOSED)
         return SSOCK_ECLOSED;
-    /* Count ourselves in, so the descriptor stays ours while we use it. */
-    if (atomic_fetch_add(&s->busy, 1) != 0) {
-        /* Another thread is inside a call: wake it. */
+    /* Closed and counted in, in one step; a racing close loses here. */
+    old = mark_closed(s, 0);
+    if (old & SSOCK__CTL_CLOSED) {
+        op_exit(s);
+        return SSOCK_ECLOSED;
+    }
+    if (old >= SSOCK__CTL_BUSY) {
+        /* Another thread is inside a call: wake it; the last one out
+         * releases. Our count keeps the descriptor ours meanwhile. */
         s->sys->shutdown(s->fd, SHUT_RDWR);
     } else if (!atomic_load(&s->srv_closed)) {
         /* Alone: calls that start now see the socket closed and leave. */
         s->ops->goodbye(s);
     }
-    op_exit(s); /* the last one out closes the descriptor */
+    op_exit(s); /* the last one out releases (and frees, after free) */
     return 0;
 }
 
 void ssock__socket_discard(ssock_socket *s)
 {
-    atomic_store(&s->state, SSOCK__CLOSED);
-    release_fd(s);
-    s->ops->destroy(s);
-    ssock__server_unref(s->srv);
-    free(s);
+    /* Never handed out: nobody else holds it. */
+    (void)mark_closed(s, SSOCK__CTL_FREED);
+    op_exit(s);
 }
 
 void ssock_socket_free(ssock_socket *s)
@@ -290,10 +362,11 @@ void ssock_socket_free(ssock_socket *s)
     if (s == NULL)
         return;
     (void)ssock_socket_close(s);
-    release_fd(s);
-    s->ops->destroy(s);
-    ssock__server_unref(s->srv);
-    free(s);
+    /* Hand the handle over: if a close from another thread is still
+     * running (sending close_notify), it frees the handle when it leaves;
+     * otherwise we free it here. Either way free returns at once. */
+    (void)mark_closed(s, SSOCK__CTL_FREED);
+    op_exit(s);
 }
 
 int ssock_socket_set_read_timeout(ssock_socket *s, int timeout_ms)
@@ -356,7 +429,7 @@ int ssock_socket_local_port(const ssock_socket *s)
 
 int ssock_socket_fd(const ssock_socket *s)
 {
-    if (s == NULL || atomic_load(&s->state) != SSOCK__OPEN)
+    if (s == NULL || (atomic_load(&s->ctl) & SSOCK__CTL_CLOSED))
         return -1;
     return s->fd;
 }

@@ -2,6 +2,18 @@
  * The TLS half of an accepted socket: the transport callbacks the backend
  * reaches the descriptor through, handshake steps for the acceptor, and
  * read/write/close_notify under the socket's timeouts.
+ *
+ * Budgets. A backend call (one handshake step, one read) may loop inside
+ * the backend over records it swallows (warning alerts, empty records,
+ * ChangeCipherSpec, handshake fragments), as long as data keeps arriving.
+ * The transport therefore answers "would block" after RECV_BUDGET recv()
+ * calls within one backend call, so every call comes back to our loop,
+ * which checks its deadline and a close before it goes on.
+ *
+ * Facts. Version, cipher, ALPN, SNI and peer subject never change after
+ * the handshake, so they are copied once, when it finishes; the getters
+ * read only that copy and never touch the live session (a close from
+ * another thread may be freeing it).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -12,16 +24,21 @@
 #include "tls_backend.h"
 #include "ssock/tls.h"
 
+/* recv() calls one backend call may make before it is sent back to the
+ * loop. A record takes two (header, body); a client flight a handful. */
+#define RECV_BUDGET 64
+
 struct tls_conn {
     struct ssock__tls_io io;
     const struct ssock__tls_backend *be;
-    void *sess; /* NULL once released (the socket is closed) */
-    int eof;    /* end of stream seen: every later read says so */
-    /* What the accessors answer after the session is gone: copies made
-     * at release, in one allocation. */
-    struct ssock__tls_info kept;
-    const char *kept_error;
-    char *kept_buf;
+    void *sess;     /* NULL once released (the socket is closed) */
+    int eof;        /* end of stream seen: every later read says so */
+    int wbroken;    /* a write failed part way: no more writes */
+    int recv_left;  /* of the current backend call's budget */
+    int have_facts; /* `facts` was filled when the handshake finished */
+    struct ssock__tls_info facts;
+    char *facts_buf;
+    char error[256]; /* backend text of the last failure, or "" */
 };
 
 static ssize_t io_send(void *ctx, const void *buf, size_t len)
@@ -37,6 +54,12 @@ static ssize_t io_send(void *ctx, const void *buf, size_t len)
 static ssize_t io_recv(void *ctx, void *buf, size_t len)
 {
     ssock_socket *s = ctx;
+    struct tls_conn *c = s->tls;
+    if (c->recv_left <= 0) {
+        errno = EAGAIN;
+        return -1;
+    }
+    c->recv_left--;
     ssize_t n;
     do {
         n = s->sys->recv(s->fd, buf, len, MSG_DONTWAIT);
@@ -54,6 +77,26 @@ static int is_want(int rc)
     return rc == SSOCK__TLS_WANT_READ || rc == SSOCK__TLS_WANT_WRITE;
 }
 
+static void keep_error(struct tls_conn *c)
+{
+    const char *e = c->be->session_error(c->sess);
+    snprintf(c->error, sizeof(c->error), "%s", e != NULL ? e : "");
+}
+
+/* Wait for `events` on a socket inside a call: 0 to go on, or the status
+ * to return (closed, deadline passed, poll failed). A deadline that has
+ * passed ends the call even when the descriptor is ready: a peer that
+ * keeps sending cannot stretch a call past its timeout. */
+static int wait_more(ssock_socket *s, short events, ssock__deadline d)
+{
+    int rc = ssock__socket_dead(s);
+    if (rc != 0)
+        return rc;
+    if (ssock__deadline_expired(d))
+        return SSOCK_ETIMEOUT;
+    return ssock__socket_wait(s, events, d);
+}
+
 static int tls_read(ssock_socket *s, void *buf, size_t len, size_t *n)
 {
     struct tls_conn *c = s->tls;
@@ -62,64 +105,127 @@ static int tls_read(ssock_socket *s, void *buf, size_t len, size_t *n)
     if (c->eof)
         return SSOCK_EOF;
     for (;;) {
+        c->recv_left = RECV_BUDGET;
         int rc = c->be->read(c->sess, buf, len, n);
         if (rc == SSOCK_EOF)
             c->eof = 1;
-        if (!is_want(rc))
+        if (!is_want(rc)) {
+            if (rc < 0 && rc != SSOCK_EOF)
+                keep_error(c);
             return rc;
+        }
         if (!have_deadline) {
             d = ssock__deadline_in(s->read_timeout_ms);
             have_deadline = 1;
         }
-        rc = ssock__socket_wait(s, want_events(rc), d);
+        rc = wait_more(s, want_events(rc), d);
         if (rc != 0)
             return rc;
     }
 }
 
+/*
+ * After the backend said "would block" it holds an encrypted record made
+ * from our bytes, and must be called again with the same bytes. If we give
+ * up then (timeout, error, close), the bytes *nwritten does not count may
+ * or may not reach the peer, and a later write would send that record in
+ * place of its own data. So the write side is marked broken: every later
+ * write fails with SSOCK_EBROKEN, and close sends no close_notify (the peer
+ * sees the stream end without one, which is the truth).
+ */
 static int tls_write(ssock_socket *s, const char *buf, size_t len,
                      size_t *nwritten)
 {
     struct tls_conn *c = s->tls;
     size_t done = 0;
     int rc = 0;
+    if (c->wbroken) {
+        *nwritten = 0;
+        return SSOCK_EBROKEN;
+    }
     while (done < len) {
         size_t n = 0;
+        c->recv_left = RECV_BUDGET;
         rc = c->be->write(c->sess, buf + done, len - done, &n);
         if (rc == 0) {
             done += n;
             continue;
         }
-        if (!is_want(rc))
+        if (!is_want(rc)) {
+            keep_error(c);
+            c->wbroken = 1;
             break;
-        rc = ssock__socket_wait(s, want_events(rc),
-                                ssock__deadline_in(s->write_timeout_ms));
-        if (rc != 0)
+        }
+        rc = wait_more(s, want_events(rc),
+                       ssock__deadline_in(s->write_timeout_ms));
+        if (rc != 0) {
+            c->wbroken = 1;
             break;
+        }
     }
     *nwritten = done;
+    return rc;
+}
+
+/* close_notify until sent, failed or the deadline. `closing`: we are the
+ * close itself (the socket is already marked closed; a server close still
+ * ends the wait, by shutting the descriptor down). */
+static int send_close_notify(ssock_socket *s, ssock__deadline d, int closing)
+{
+    struct tls_conn *c = s->tls;
+    for (;;) {
+        c->recv_left = RECV_BUDGET;
+        int rc = c->be->close_notify(c->sess);
+        if (!is_want(rc))
+            return rc;
+        if (closing)
+            rc = ssock__deadline_expired(d)
+                     ? SSOCK_ETIMEOUT
+                     : ssock__socket_wait(s, want_events(rc), d);
+        else
+            rc = wait_more(s, want_events(rc), d);
+        if (rc != 0)
+            return rc;
+    }
+}
+
+static int tls_shutdown_write(ssock_socket *s)
+{
+    struct tls_conn *c = s->tls;
+    if (c->wbroken)
+        return SSOCK_EBROKEN;
+    int rc = send_close_notify(s, ssock__deadline_in(s->write_timeout_ms), 0);
+    if (rc != 0) {
+        c->wbroken = 1;
+        if (rc == SSOCK_ETLS)
+            keep_error(c);
+    }
     return rc;
 }
 
 static void tls_goodbye(ssock_socket *s)
 {
     struct tls_conn *c = s->tls;
-    ssock__deadline d = ssock__deadline_in(s->write_timeout_ms);
-    for (;;) {
-        int rc = c->be->close_notify(c->sess);
-        if (!is_want(rc))
-            return;
-        if (ssock__socket_wait(s, want_events(rc), d) != 0)
-            return;
-    }
+    if (c->wbroken)
+        return;
+    int ms = s->write_timeout_ms;
+    if (ms == SSOCK_WAIT_FOREVER || ms > SSOCK__GOODBYE_MAX_MS)
+        ms = SSOCK__GOODBYE_MAX_MS;
+    (void)send_close_notify(s, ssock__deadline_in(ms), 1);
 }
 
-/* Copy the session's descriptive strings before the session goes. */
-static void keep_info(struct tls_conn *c)
+static size_t tls_pending(ssock_socket *s)
+{
+    struct tls_conn *c = s->tls;
+    return c->sess != NULL ? c->be->pending(c->sess) : 0;
+}
+
+/* Copy the session's facts, once, when its handshake has finished. */
+static void keep_facts(struct tls_conn *c)
 {
     struct ssock__tls_info info;
-    const char *src[6];
-    size_t len[6], total = 0;
+    const char *src[5];
+    size_t len[5], total = 0;
 
     c->be->info(c->sess, &info);
     src[0] = info.version;
@@ -127,17 +233,17 @@ static void keep_info(struct tls_conn *c)
     src[2] = info.alpn;
     src[3] = info.sni;
     src[4] = info.peer_subject;
-    src[5] = c->be->session_error(c->sess);
-    for (int i = 0; i < 6; i++) {
+    for (int i = 0; i < 5; i++) {
         len[i] = src[i] != NULL ? strlen(src[i]) + 1 : 0;
         total += len[i];
     }
-    c->kept_buf = total > 0 ? malloc(total) : NULL;
-    if (c->kept_buf == NULL)
-        return; /* the accessors answer NULL: nothing worse */
-    const char *dst[6];
-    char *p = c->kept_buf;
-    for (int i = 0; i < 6; i++) {
+    c->facts_buf = total > 0 ? malloc(total) : NULL;
+    c->have_facts = 1;
+    if (c->facts_buf == NULL)
+        return; /* the getters answer NULL: nothing worse */
+    const char *dst[5];
+    char *p = c->facts_buf;
+    for (int i = 0; i < 5; i++) {
         dst[i] = NULL;
         if (src[i] != NULL) {
             memcpy(p, src[i], len[i]);
@@ -145,18 +251,16 @@ static void keep_info(struct tls_conn *c)
             p += len[i];
         }
     }
-    c->kept.version = dst[0];
-    c->kept.cipher = dst[1];
-    c->kept.alpn = dst[2];
-    c->kept.sni = dst[3];
-    c->kept.peer_subject = dst[4];
-    c->kept_error = dst[5];
+    c->facts.version = dst[0];
+    c->facts.cipher = dst[1];
+    c->facts.alpn = dst[2];
+    c->facts.sni = dst[3];
+    c->facts.peer_subject = dst[4];
 }
 
 static void tls_release(ssock_socket *s)
 {
     struct tls_conn *c = s->tls;
-    keep_info(c);
     c->be->session_free(c->sess);
     c->sess = NULL;
 }
@@ -164,7 +268,7 @@ static void tls_release(ssock_socket *s)
 static void tls_destroy(ssock_socket *s)
 {
     struct tls_conn *c = s->tls;
-    free(c->kept_buf);
+    free(c->facts_buf);
     free(c);
     s->tls = NULL;
 }
@@ -172,7 +276,9 @@ static void tls_destroy(ssock_socket *s)
 static const struct ssock__conn_ops tls_ops = {
     .read = tls_read,
     .write = tls_write,
+    .shutdown_write = tls_shutdown_write,
     .goodbye = tls_goodbye,
+    .pending = tls_pending,
     .release = tls_release,
     .destroy = tls_destroy,
 };
@@ -199,29 +305,29 @@ int ssock__tls_socket_attach(ssock_socket *s, ssock_tls_config *cfg)
 int ssock__tls_socket_handshake(ssock_socket *s)
 {
     struct tls_conn *c = s->tls;
+    c->recv_left = RECV_BUDGET;
     int rc = c->be->handshake(c->sess);
     if (is_want(rc))
         return want_events(rc);
+    if (rc == 0)
+        keep_facts(c);
+    else
+        keep_error(c);
     return rc;
 }
 
-static const struct ssock__tls_info *info_of(const ssock_socket *s,
-                                             struct ssock__tls_info *info)
+static const struct ssock__tls_info *facts_of(const ssock_socket *s)
 {
     if (s == NULL || s->tls == NULL)
         return NULL;
     const struct tls_conn *c = s->tls;
-    if (c->sess == NULL)
-        return &c->kept;
-    c->be->info(c->sess, info);
-    return info;
+    return c->have_facts ? &c->facts : NULL;
 }
 
 #define SSOCK__TLS_INFO_GETTER(field)                                          \
     const char *ssock_socket_tls_##field(const ssock_socket *s)                \
     {                                                                          \
-        struct ssock__tls_info buf;                                            \
-        const struct ssock__tls_info *info = info_of(s, &buf);                 \
+        const struct ssock__tls_info *info = facts_of(s);                      \
         return info != NULL ? info->field : NULL;                              \
     }
 SSOCK__TLS_INFO_GETTER(version)
@@ -236,9 +342,7 @@ const char *ssock_socket_tls_error(const ssock_socket *s)
     if (s == NULL || s->tls == NULL)
         return NULL;
     const struct tls_conn *c = s->tls;
-    if (c->sess == NULL)
-        return c->kept_error;
-    return c->be->session_error(c->sess);
+    return c->error;
 }
 
 void ssock__tls_socket_error(ssock_socket *s, char *buf, size_t len)

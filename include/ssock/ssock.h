@@ -16,13 +16,26 @@
  *    after it is closed, so a second close is reported (SSOCK_ECLOSED)
  *    instead of crashing; the matching *_free() releases the handle and is a
  *    no-op on NULL. A failed open or accept leaves nothing behind.
- *  - Threads: a handle is used by one thread at a time, with one exception:
- *    ssock_server_close() and ssock_socket_close() may be called from any
- *    thread at any time while the handle is alive, and wake a thread blocked
- *    on that handle (and, for a server, every thread blocked on a socket
- *    accepted from it) within 100 ms. *_free() must not race with other
- *    calls on the same handle. The library has no global mutable state and
- *    needs no init call.
+ *  - Threads (the whole contract): a handle is used by one thread at a
+ *    time, with these exceptions, which may run at any moment while the
+ *    handle is alive (not yet freed):
+ *      - ssock_server_close() and ssock_socket_close(), from any thread.
+ *        They wake a thread blocked on that handle (and, for a server,
+ *        every thread blocked on a socket accepted from it) within 100 ms.
+ *        A close that loses a race with another close returns
+ *        SSOCK_ECLOSED; exactly one of them does the work.
+ *      - ssock_server_tls_stats() and the TLS getters of a socket
+ *        (ssock/tls.h), from any thread.
+ *    *_free() must not run at the same time as another call on the same
+ *    handle by the owner, but it may be called as soon as the owner's own
+ *    calls have returned, even while a close from another thread is still
+ *    running (still sending a TLS close_notify, or still discarding a
+ *    server's pending handshakes): free then returns at once and that close
+ *    releases the rest when it ends. So "accept() returned SSOCK_ECLOSED,
+ *    now free the server" and "read() returned SSOCK_ECLOSED, now free the
+ *    socket" are always safe. After free, no call on the handle is allowed
+ *    (not even close). The library has no global mutable state and needs
+ *    no init call.
  *  - Descriptors are close-on-exec; writes never raise SIGPIPE.
  */
 #ifndef SSOCK_SSOCK_H
@@ -107,7 +120,9 @@ SSOCK_API const char *ssock_version_string(void);
     XX(EVERSION, -1016, "TLS version not supported by this backend")           \
     XX(ETLSCONFIG, -1017, "invalid TLS configuration")                         \
     XX(ETLS, -1018, "TLS protocol error")                                      \
-    XX(ENOTTLS, -1019, "not a TLS socket")
+    XX(ENOTTLS, -1019, "not a TLS socket")                                     \
+    XX(EBROKEN, -1020,                                                         \
+       "socket can no longer write: an earlier TLS write failed part way")
 
 /** Status codes. 0 is success; see SSOCK_ERROR_MAP for the messages. */
 enum ssock_status {
@@ -299,10 +314,19 @@ SSOCK_API SSOCK_NODISCARD int ssock_socket_read(ssock_socket *sock, void *buf,
  * write fail). Never raises SIGPIPE. `len` 0 writes nothing and returns 0
  * on an open socket (`buf` may then be NULL).
  *
- * @param nwritten optional; receives the bytes handed to the kernel, also
- *                 when the call fails part way.
+ * On a TLS socket a write that fails part way (timeout, error) may leave
+ * part of an encrypted record inside the library that *nwritten does not
+ * count; it is never sent in place of later data: every later write (and
+ * ssock_socket_shutdown_write()) fails with SSOCK_EBROKEN, reads go on, and
+ * close sends no close_notify. Plain sockets have no such state: after
+ * SSOCK_ETIMEOUT a write may be retried with the bytes not counted.
+ *
+ * @param nwritten optional; receives the bytes handed to the kernel (TLS:
+ *                 whole records accepted by the library), also when the
+ *                 call fails part way.
  * @return 0; SSOCK_ETIMEOUT; SSOCK_ECLOSED; SSOCK_ESERVERCLOSED;
- *         SSOCK_EINVAL; or -errno (-EPIPE, -ECONNRESET).
+ *         SSOCK_EBROKEN (TLS, see above); SSOCK_ETLS; SSOCK_EINVAL; or
+ *         -errno (-EPIPE, -ECONNRESET).
  */
 SSOCK_API SSOCK_NODISCARD int ssock_socket_write(ssock_socket *sock,
                                                  const void *buf, size_t len,
@@ -330,23 +354,46 @@ SSOCK_API int ssock_socket_local_port(const ssock_socket *sock);
 
 /**
  * Shut down the write side (the peer reads end of stream); reading goes
- * on. @return 0, SSOCK_ECLOSED, SSOCK_ESERVERCLOSED, SSOCK_EINVAL, -errno.
+ * on. On a TLS socket close_notify is sent first (RFC 8446 6.1), waiting at
+ * most the write timeout, so the peer sees a proper end, not a truncation.
+ * @return 0, SSOCK_ECLOSED, SSOCK_ESERVERCLOSED, SSOCK_EINVAL,
+ *         SSOCK_EBROKEN (TLS, after a failed write), SSOCK_ETIMEOUT or
+ *         SSOCK_ETLS (close_notify could not be sent), -errno.
  */
 SSOCK_API int ssock_socket_shutdown_write(ssock_socket *sock);
 
 /**
  * Close the connection and release its descriptor. Safe from any thread:
- * a thread blocked in read or write on this socket returns SSOCK_ECLOSED.
+ * a thread blocked in read or write on this socket returns SSOCK_ECLOSED
+ * within 100 ms, and the descriptor is released when the last such call
+ * has left (never under a running call). When no other call is running,
+ * a TLS socket first sends close_notify, best effort, for at most the
+ * write timeout or 1000 ms, whichever is shorter (also with
+ * SSOCK_WAIT_FOREVER): close always returns within about a second.
  * @return 0; SSOCK_ECLOSED if already closed; SSOCK_EINVAL for NULL.
  */
 SSOCK_API int ssock_socket_close(ssock_socket *sock);
 
-/** Close if still open and release the handle. No-op on NULL. */
+/** Close if still open and release the handle. No-op on NULL. Returns at
+ * once (after its own close, if the socket was open); when a close from
+ * another thread is still running, that close frees the handle as it ends.
+ * See "Threads" at the top of this file. */
 SSOCK_API void ssock_socket_free(ssock_socket *sock);
 
 /** The connection's descriptor for event loops, or -1 once closed. Poll it
- * for readiness only; read and write through this API; do not close it. */
+ * for readiness only; read and write through this API; do not close it.
+ * On a TLS socket, bytes already decrypted wait inside the library and do
+ * not make the descriptor readable: check ssock_socket_pending() before
+ * waiting for POLLIN. */
 SSOCK_API int ssock_socket_fd(const ssock_socket *sock);
+
+/**
+ * Bytes the next ssock_socket_read() returns without touching the
+ * descriptor: decrypted TLS data left over from a record that a smaller
+ * read did not take. 0 for plain sockets (the kernel's buffer is the
+ * descriptor's readiness), for NULL and for closed sockets. Never blocks.
+ */
+SSOCK_API size_t ssock_socket_pending(const ssock_socket *sock);
 
 /** errno of the last failed system call on this socket, 0 if none. */
 SSOCK_API int ssock_socket_last_os_error(const ssock_socket *sock);
