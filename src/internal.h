@@ -79,7 +79,8 @@ void ssock__wake_close(struct ssock__wake *w);
 
 /* ---- handles ------------------------------------------------------------ */
 
-enum { SSOCK__OPEN = 0, SSOCK__CLOSED = 1 };
+/* Server states: DRAINED stops listening but leaves accepted sockets be. */
+enum { SSOCK__OPEN = 0, SSOCK__CLOSED = 1, SSOCK__DRAINED = 2 };
 
 struct ssock_server {
     atomic_int refs;  /* the owner's handle + one per live socket */
@@ -99,6 +100,13 @@ struct ssock_server {
     int accepting;          /* an accept() call is running */
     ssock_socket *children; /* accepted sockets whose fd is still open */
     char host[SSOCK_HOST_MAX];
+    struct sockaddr_storage local; /* bound address (getsockname) */
+    socklen_t local_len;
+    /* From the options (0.2). */
+    int keepalive, keepalive_idle_s, keepalive_interval_s, keepalive_count;
+    ssock_event_fn on_event;
+    void *on_event_arg;
+    void *user_data;
     /* TLS: the config (a reference) and the handshakes in flight, which
      * only the accepting thread touches (and close, once it has left). */
     ssock_tls_config *tls;
@@ -149,10 +157,10 @@ struct ssock__conn_ops {
  *   bits 3+          calls in progress (read, write, shutdown, pending, and
  *                    a running close), in units of SSOCK__CTL_BUSY
  *
- * Whoever makes the busy count 0 on a CLOSED socket releases (once, marked
- * by RELEASED); whoever makes it 0 on a FREED one frees the memory. No lock
- * on the I/O path, and no window in which two threads disagree about who
- * releases what.
+ * The last one in on a CLOSED socket releases it (once, claimed by setting
+ * RELEASED) before it counts itself out; whoever makes the count 0 on a
+ * FREED one frees the memory. No lock on the I/O path, and no window in
+ * which two threads disagree about who releases or frees what.
  */
 #define SSOCK__CTL_CLOSED 1u
 #define SSOCK__CTL_RELEASED 2u
@@ -179,7 +187,11 @@ struct ssock_socket {
         struct sockaddr_in in4;
         struct sockaddr_in6 in6;
     } peer;
-    char peer_host[SSOCK_HOST_MAX]; /* formatted on first use */
+    char peer_host[SSOCK_HOST_MAX];  /* formatted on first use */
+    char local_host[SSOCK_HOST_MAX]; /* formatted on first use */
+    struct sockaddr_storage local;   /* getsockname, on first use */
+    socklen_t local_len;             /* 0 until asked */
+    void *user_data;
 };
 
 /* ---- socket.c ---------------------------------------------------------- */
@@ -243,6 +255,11 @@ SSOCK__MUST_CHECK int ssock__server_accept_fd(ssock_server *srv,
                                               ssock_socket **out);
 
 /* ---- server.c ---------------------------------------------------------- */
+
+/* Report an event to the server's callback, if any. `sock` gives the peer
+ * (and is passed on for SSOCK_EVENT_ACCEPTED); `detail` may be NULL. */
+void ssock__server_event(ssock_server *srv, int type, ssock_socket *sock,
+                         int status, const char *detail);
 
 /* Open with a system-call table other than the default (tests, fuzzing). */
 SSOCK__MUST_CHECK int ssock__server_open_sys(ssock_server **out,

@@ -17,15 +17,47 @@
 #include "tls_backend.h"
 #endif
 
-void ssock_server_options_init(ssock_server_options *opts)
+void ssock_server_options_init_sized(ssock_server_options *opts, size_t size)
 {
-    memset(opts, 0, sizeof(*opts));
-    opts->port = 0;
-    opts->accept_timeout_ms = SSOCK_DEFAULT_ACCEPT_TIMEOUT_MS;
-    opts->backlog = SSOCK_DEFAULT_BACKLOG;
-    opts->addr = NULL;
-    opts->read_timeout_ms = SSOCK_DEFAULT_READ_TIMEOUT_MS;
-    opts->write_timeout_ms = SSOCK_DEFAULT_WRITE_TIMEOUT_MS;
+    if (opts == NULL)
+        return;
+    /* A caller built against an older header has a shorter struct: fill
+     * only what it has. */
+    ssock_server_options d;
+    memset(&d, 0, sizeof(d));
+    d.struct_size = size;
+    d.accept_timeout_ms = SSOCK_DEFAULT_ACCEPT_TIMEOUT_MS;
+    d.backlog = SSOCK_DEFAULT_BACKLOG;
+    d.read_timeout_ms = SSOCK_DEFAULT_READ_TIMEOUT_MS;
+    d.write_timeout_ms = SSOCK_DEFAULT_WRITE_TIMEOUT_MS;
+    if (size >= sizeof(d)) {
+        memset(opts, 0, size); /* a newer caller: its extra fields are 0 */
+        memcpy(opts, &d, sizeof(d));
+    } else if (size >= sizeof(d.struct_size)) {
+        memcpy(opts, &d, size);
+    }
+}
+
+/* The caller's options as this library knows them: its struct_size says
+ * how much of the struct it has; fields it lacks keep their defaults, and
+ * fields this library lacks must be zero. */
+static int copy_options(ssock_server_options *o, const ssock_server_options *in)
+{
+    size_t size = in->struct_size;
+    const size_t v01 = offsetof(ssock_server_options, ipv6_only);
+    if (size < v01)
+        return SSOCK_EINVAL; /* not filled by ssock_server_options_init() */
+    ssock_server_options_init_sized(o, sizeof(*o));
+    if (size > sizeof(*o)) {
+        const unsigned char *extra = (const unsigned char *)in + sizeof(*o);
+        for (size_t i = 0; i < size - sizeof(*o); i++)
+            if (extra[i] != 0)
+                return SSOCK_ENOTSUP;
+        size = sizeof(*o);
+    }
+    memcpy(o, in, size);
+    o->struct_size = sizeof(*o);
+    return 0;
 }
 
 static int check_options(const ssock_server_options *o)
@@ -34,6 +66,9 @@ static int check_options(const ssock_server_options *o)
         return SSOCK_EBADPORT;
     if (o->accept_timeout_ms < 0 || o->read_timeout_ms < 0 ||
         o->write_timeout_ms < 0)
+        return SSOCK_EBADTIMEOUT;
+    if (o->keepalive_idle_s < 0 || o->keepalive_interval_s < 0 ||
+        o->keepalive_count < 0)
         return SSOCK_EBADTIMEOUT;
     if (o->backlog <= 0)
         return SSOCK_EBADBACKLOG;
@@ -50,11 +85,13 @@ static void set_port(struct sockaddr_storage *ss, int port)
         ((struct sockaddr_in6 *)ss)->sin6_port = htons((uint16_t)port);
 }
 
-/* socket + options + bind + listen for one address; -errno on failure. */
+/* socket + options + bind + listen for one address; -errno (or what the
+ * before_bind hook said) on failure. */
 static int listen_on(const struct ssock__sys *sys, struct sockaddr_storage *ss,
-                     socklen_t len, int backlog, int *out_fd)
+                     socklen_t len, const ssock_server_options *o, int *out_fd)
 {
     int one = 1, zero = 0, rc = 0;
+    int v6only = o->ipv6_only ? 1 : 0;
     int fd = sys->socket(ss->ss_family,
                          SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0)
@@ -67,11 +104,19 @@ static int listen_on(const struct ssock__sys *sys, struct sockaddr_storage *ss,
     (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     /* Explicit: the system default (net.ipv6.bindv6only) may say otherwise. */
     if (ss->ss_family == AF_INET6 &&
-        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero)) != 0)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, v6only ? &one : &zero,
+                   sizeof(one)) != 0)
         goto fail;
+    if (o->before_bind != NULL) {
+        rc = o->before_bind(fd, o->before_bind_arg);
+        if (rc != 0) {
+            sys->close(fd);
+            return rc < 0 ? rc : SSOCK_EINVAL;
+        }
+    }
     if (sys->bind(fd, (struct sockaddr *)ss, len) != 0)
         goto fail;
-    if (sys->listen(fd, backlog) != 0)
+    if (sys->listen(fd, o->backlog) != 0)
         goto fail;
     *out_fd = fd;
     return 0;
@@ -95,22 +140,22 @@ static int bind_any(const struct ssock__sys *sys, const ssock_server_options *o,
         in6->sin6_family = AF_INET6;
         in6->sin6_addr = in6addr_any;
         in6->sin6_port = htons((uint16_t)o->port);
-        rc = listen_on(sys, &ss, sizeof(*in6), o->backlog, out_fd);
-        if (rc != -EAFNOSUPPORT && rc != -EADDRNOTAVAIL &&
-            rc != -EPROTONOSUPPORT)
+        rc = listen_on(sys, &ss, sizeof(*in6), o, out_fd);
+        if (o->ipv6_only || (rc != -EAFNOSUPPORT && rc != -EADDRNOTAVAIL &&
+                             rc != -EPROTONOSUPPORT))
             return rc;
         struct sockaddr_in *in4 = (struct sockaddr_in *)&ss;
         memset(&ss, 0, sizeof(ss));
         in4->sin_family = AF_INET;
         in4->sin_addr.s_addr = htonl(INADDR_ANY);
         in4->sin_port = htons((uint16_t)o->port);
-        return listen_on(sys, &ss, sizeof(*in4), o->backlog, out_fd);
+        return listen_on(sys, &ss, sizeof(*in4), o, out_fd);
     }
 
     rc = ssock__addr_parse_literal(o->addr, &ss, &len);
     if (rc == 0) {
         set_port(&ss, o->port);
-        return listen_on(sys, &ss, len, o->backlog, out_fd);
+        return listen_on(sys, &ss, len, o, out_fd);
     }
     if (rc != SSOCK_ERESOLVE)
         return rc;
@@ -135,7 +180,7 @@ static int bind_any(const struct ssock__sys *sys, const ssock_server_options *o,
             continue;
         memcpy(&ss, ai->ai_addr, ai->ai_addrlen);
         set_port(&ss, o->port);
-        rc = listen_on(sys, &ss, ai->ai_addrlen, o->backlog, out_fd);
+        rc = listen_on(sys, &ss, ai->ai_addrlen, o, out_fd);
         if (rc == 0)
             break;
     }
@@ -148,17 +193,22 @@ static int open_reserve(void)
     return open("/dev/null", O_RDONLY | O_CLOEXEC);
 }
 
-int ssock__server_open_sys(ssock_server **out, const ssock_server_options *o,
+int ssock__server_open_sys(ssock_server **out, const ssock_server_options *opts,
                            const struct ssock__sys *sys)
 {
     ssock_server *srv = NULL;
+    ssock_server_options oc;
+    const ssock_server_options *o = &oc;
     int rc, fd = -1;
 
     if (out == NULL)
         return SSOCK_EINVAL;
     *out = NULL;
-    if (o == NULL || sys == NULL)
+    if (opts == NULL || sys == NULL)
         return SSOCK_EINVAL;
+    rc = copy_options(&oc, opts);
+    if (rc != 0)
+        return rc;
     rc = check_options(o);
     if (rc != 0)
         return rc;
@@ -173,6 +223,13 @@ int ssock__server_open_sys(ssock_server **out, const ssock_server_options *o,
     srv->accept_timeout_ms = o->accept_timeout_ms;
     srv->read_timeout_ms = o->read_timeout_ms;
     srv->write_timeout_ms = o->write_timeout_ms;
+    srv->keepalive = o->keepalive;
+    srv->keepalive_idle_s = o->keepalive_idle_s;
+    srv->keepalive_interval_s = o->keepalive_interval_s;
+    srv->keepalive_count = o->keepalive_count;
+    srv->on_event = o->on_event;
+    srv->on_event_arg = o->on_event_arg;
+    srv->user_data = o->user_data;
     atomic_init(&srv->refs, 1);
     atomic_init(&srv->state, SSOCK__OPEN);
     atomic_init(&srv->last_os_error, 0);
@@ -203,13 +260,12 @@ int ssock__server_open_sys(ssock_server **out, const ssock_server_options *o,
         goto fail;
     srv->fd = fd;
 
-    struct sockaddr_storage ss;
-    socklen_t len = sizeof(ss);
-    if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0) {
+    srv->local_len = sizeof(srv->local);
+    if (getsockname(fd, (struct sockaddr *)&srv->local, &srv->local_len) != 0) {
         rc = -errno;
         goto fail;
     }
-    ssock__addr_format((struct sockaddr *)&ss, srv->host, &srv->port);
+    ssock__addr_format((struct sockaddr *)&srv->local, srv->host, &srv->port);
 
     rc = ssock__wake_open(&srv->wake);
     if (rc != 0)
@@ -294,6 +350,44 @@ static void shed_one(ssock_server *srv)
     srv->reserve_fd = open_reserve();
 }
 
+/* TCP keepalive on an accepted descriptor; best effort (a failure is kept
+ * as the server's last OS error). */
+static void set_keepalive(ssock_server *srv, int fd)
+{
+    int one = 1;
+    int ok = setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one)) == 0;
+    if (ok && srv->keepalive_idle_s > 0)
+        ok = setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &srv->keepalive_idle_s,
+                        sizeof(int)) == 0;
+    if (ok && srv->keepalive_interval_s > 0)
+        ok = setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL,
+                        &srv->keepalive_interval_s, sizeof(int)) == 0;
+    if (ok && srv->keepalive_count > 0)
+        ok = setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &srv->keepalive_count,
+                        sizeof(int)) == 0;
+    if (!ok)
+        atomic_store(&srv->last_os_error, errno);
+}
+
+void ssock__server_event(ssock_server *srv, int type, ssock_socket *sock,
+                         int status, const char *detail)
+{
+    if (srv->on_event == NULL)
+        return;
+    ssock_event ev;
+    memset(&ev, 0, sizeof(ev));
+    ev.type = type;
+    ev.peer_host = "";
+    if (sock != NULL) {
+        ev.peer_host = ssock_socket_peer_host(sock);
+        ev.peer_port = ssock_socket_peer_port(sock);
+    }
+    ev.status = status;
+    ev.detail = detail != NULL ? detail : "";
+    ev.sock = type == SSOCK_EVENT_ACCEPTED ? sock : NULL;
+    srv->on_event(&ev, srv->on_event_arg);
+}
+
 /* accept4 errors that mean "this connection is gone, try the next". */
 static int is_transient(int err)
 {
@@ -329,7 +423,13 @@ int ssock__server_accept_fd(ssock_server *srv, ssock_socket **out)
                                SOCK_CLOEXEC);
     if (fd >= 0) {
         atomic_fetch_add(&srv->n_accepted, 1);
-        return ssock__socket_new(srv, fd, (struct sockaddr *)&peer, plen, out);
+        if (srv->keepalive)
+            set_keepalive(srv, fd);
+        int rc =
+            ssock__socket_new(srv, fd, (struct sockaddr *)&peer, plen, out);
+        if (rc != 0)
+            ssock__server_event(srv, SSOCK_EVENT_REFUSED, NULL, rc, NULL);
+        return rc;
     }
     int err = errno;
     /* A vanished client: back to poll(), which sees the deadline and
@@ -338,8 +438,10 @@ int ssock__server_accept_fd(ssock_server *srv, ssock_socket **out)
     if (is_transient(err))
         return -EAGAIN;
     atomic_store(&srv->last_os_error, err);
-    if (err == EMFILE || err == ENFILE)
+    if (err == EMFILE || err == ENFILE) {
         shed_one(srv);
+        ssock__server_event(srv, SSOCK_EVENT_REFUSED, NULL, -err, NULL);
+    }
     return -err;
 }
 
@@ -417,6 +519,8 @@ int ssock_server_accept(ssock_server *srv, ssock_socket **out)
         ssock__socket_discard(sock);
         sock = NULL;
     }
+    if (rc == 0)
+        ssock__server_event(srv, SSOCK_EVENT_ACCEPTED, sock, 0, NULL);
     *out = sock;
     return rc;
 }
@@ -448,24 +552,31 @@ int ssock_server_fd(const ssock_server *srv)
     return srv->fd;
 }
 
-int ssock_server_close(ssock_server *srv)
+/* Close (`drain` 0) or drain (1). A close after a drain only fails the
+ * children: the rest was done by the drain. */
+static int shut(ssock_server *srv, int drain)
 {
     if (srv == NULL)
         return SSOCK_EINVAL;
     pthread_mutex_lock(&srv->lock);
-    int expected = SSOCK__OPEN;
-    if (!atomic_compare_exchange_strong(&srv->state, &expected,
-                                        SSOCK__CLOSED)) {
+    int was = atomic_load(&srv->state);
+    if (was == SSOCK__CLOSED || (was == SSOCK__DRAINED && drain)) {
         pthread_mutex_unlock(&srv->lock);
         return SSOCK_ECLOSED;
+    }
+    atomic_store(&srv->state, drain ? SSOCK__DRAINED : SSOCK__CLOSED);
+    if (!drain)
+        for (ssock_socket *s = srv->children; s != NULL; s = s->next)
+            ssock__socket_server_closed(s);
+    if (was == SSOCK__DRAINED) {
+        pthread_mutex_unlock(&srv->lock);
+        return 0;
     }
     /* Our own reference: the accepting thread may see the close, return
      * and free the server while we are still discarding its pending
      * handshakes below; the memory then goes when we leave. */
     ssock__server_ref(srv);
     ssock__wake_signal(&srv->wake);
-    for (ssock_socket *s = srv->children; s != NULL; s = s->next)
-        ssock__socket_server_closed(s);
     /* The accepting thread still uses the descriptors: let it leave. */
     while (srv->accepting)
         pthread_cond_wait(&srv->idle, &srv->lock);
@@ -482,6 +593,38 @@ int ssock_server_close(ssock_server *srv)
     ssock__hs_close(srv);
 #endif
     ssock__server_unref(srv);
+    return 0;
+}
+
+int ssock_server_close(ssock_server *srv)
+{
+    return shut(srv, 0);
+}
+
+int ssock_server_drain(ssock_server *srv)
+{
+    return shut(srv, 1);
+}
+
+void *ssock_server_user_data(const ssock_server *srv)
+{
+    return srv == NULL ? NULL : srv->user_data;
+}
+
+void ssock_server_set_user_data(ssock_server *srv, void *data)
+{
+    if (srv != NULL)
+        srv->user_data = data;
+}
+
+int ssock_server_local_addr(const ssock_server *srv,
+                            struct sockaddr_storage *addr, socklen_t *len)
+{
+    if (srv == NULL || addr == NULL || len == NULL)
+        return SSOCK_EINVAL;
+    memset(addr, 0, sizeof(*addr));
+    memcpy(addr, &srv->local, srv->local_len);
+    *len = srv->local_len;
     return 0;
 }
 
@@ -507,7 +650,9 @@ void ssock_server_free(ssock_server *srv)
 {
     if (srv == NULL)
         return;
-    (void)ssock_server_close(srv);
+    /* A drained server leaves its accepted sockets alone. */
+    if (atomic_load(&srv->state) == SSOCK__OPEN)
+        (void)ssock_server_close(srv);
     ssock__server_unref(srv);
 }
 

@@ -73,27 +73,32 @@ static void destroy(ssock_socket *s)
     free(s);
 }
 
-/* Leave: count ourselves out; the one who brings the count to zero does
- * what is due (release on a closed socket, free on a freed one). The
- * caller must not touch `s` afterwards unless it still holds a count. */
+/*
+ * Leave: count ourselves out. The last one out of a closed socket first
+ * releases it *while still counted in* (so a free arriving meanwhile cannot
+ * see the count at zero and free the memory under the release), then
+ * leaves; whoever brings the count to zero on a freed socket frees it. The
+ * caller must not touch `s` afterwards unless it still holds a count.
+ */
 static void op_exit(ssock_socket *s)
 {
     unsigned old = atomic_load(&s->ctl), nv;
-    int do_release, do_free;
-    do {
-        nv = old - SSOCK__CTL_BUSY;
-        do_release = do_free = 0;
-        if (nv < SSOCK__CTL_BUSY && (nv & SSOCK__CTL_CLOSED)) {
-            if (!(nv & SSOCK__CTL_RELEASED)) {
-                nv |= SSOCK__CTL_RELEASED;
-                do_release = 1;
+    for (;;) {
+        if (old < 2 * SSOCK__CTL_BUSY && (old & SSOCK__CTL_CLOSED) &&
+            !(old & SSOCK__CTL_RELEASED)) {
+            /* We are the only one in: claim the release, then do it. */
+            if (atomic_compare_exchange_weak(&s->ctl, &old,
+                                             old | SSOCK__CTL_RELEASED)) {
+                release(s);
+                old = atomic_load(&s->ctl);
             }
-            do_free = (nv & SSOCK__CTL_FREED) != 0;
+            continue;
         }
-    } while (!atomic_compare_exchange_weak(&s->ctl, &old, nv));
-    if (do_release)
-        release(s);
-    if (do_free)
+        nv = old - SSOCK__CTL_BUSY;
+        if (atomic_compare_exchange_weak(&s->ctl, &old, nv))
+            break;
+    }
+    if (nv < SSOCK__CTL_BUSY && (nv & SSOCK__CTL_FREED))
         destroy(s);
 }
 
@@ -420,6 +425,77 @@ int ssock_socket_peer_port(const ssock_socket *s)
     if (s->peer.sa.sa_family == AF_INET6)
         return ntohs(s->peer.in6.sin6_port);
     return 0;
+}
+
+int ssock_socket_peer_addr(const ssock_socket *s, struct sockaddr_storage *addr,
+                           socklen_t *len)
+{
+    if (s == NULL || addr == NULL || len == NULL)
+        return SSOCK_EINVAL;
+    memset(addr, 0, sizeof(*addr));
+    socklen_t n = 0;
+    if (s->peer.sa.sa_family == AF_INET)
+        n = sizeof(s->peer.in4);
+    else if (s->peer.sa.sa_family == AF_INET6)
+        n = sizeof(s->peer.in6);
+    memcpy(addr, &s->peer, n);
+    *len = n;
+    return 0;
+}
+
+/* getsockname() once, on first use, inside the busy count (the descriptor
+ * stays ours). The owner's thread only, like every getter. */
+static int fetch_local(ssock_socket *s)
+{
+    if (s->local_len != 0)
+        return 0;
+    if (op_enter(s) != 0)
+        return SSOCK_ECLOSED;
+    socklen_t len = sizeof(s->local);
+    int rc = 0;
+    if (getsockname(s->fd, (struct sockaddr *)&s->local, &len) != 0)
+        rc = -errno;
+    else
+        s->local_len = len;
+    op_exit(s);
+    return rc;
+}
+
+int ssock_socket_local_addr(const ssock_socket *cs,
+                            struct sockaddr_storage *addr, socklen_t *len)
+{
+    if (cs == NULL || addr == NULL || len == NULL)
+        return SSOCK_EINVAL;
+    ssock_socket *s = (ssock_socket *)cs; /* the library's own handle */
+    int rc = fetch_local(s);
+    if (rc != 0)
+        return rc;
+    memset(addr, 0, sizeof(*addr));
+    memcpy(addr, &s->local, s->local_len);
+    *len = s->local_len;
+    return 0;
+}
+
+const char *ssock_socket_local_host(const ssock_socket *cs)
+{
+    if (cs == NULL)
+        return NULL;
+    ssock_socket *s = (ssock_socket *)cs;
+    if (s->local_host[0] == '\0' && fetch_local(s) == 0)
+        (void)ssock__addr_format((struct sockaddr *)&s->local, s->local_host,
+                                 NULL);
+    return s->local_host;
+}
+
+void *ssock_socket_user_data(const ssock_socket *s)
+{
+    return s == NULL ? NULL : s->user_data;
+}
+
+void ssock_socket_set_user_data(ssock_socket *s, void *data)
+{
+    if (s != NULL)
+        s->user_data = data;
 }
 
 int ssock_socket_local_port(const ssock_socket *s)

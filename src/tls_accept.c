@@ -88,8 +88,11 @@ void ssock__hs_close(ssock_server *srv)
     int n = hs->n;
     set_count(hs, 0);
     atomic_fetch_add(&srv->n_hs_dropped, (unsigned long)n);
-    for (int i = 0; i < n; i++)
+    for (int i = 0; i < n; i++) {
+        ssock__server_event(srv, SSOCK_EVENT_HANDSHAKE_DROPPED, hs->v[i].sock,
+                            SSOCK_ECLOSED, NULL);
         ssock__socket_discard(hs->v[i].sock);
+    }
 }
 
 void ssock__hs_free(ssock_server *srv)
@@ -144,6 +147,8 @@ static void expire(ssock_server *srv, struct ssock__hs_set *hs, uint64_t now)
 {
     int i = 0;
     while (i < hs->n && hs->v[i].deadline <= now) {
+        ssock__server_event(srv, SSOCK_EVENT_HANDSHAKE_TIMED_OUT, hs->v[i].sock,
+                            SSOCK_ETIMEOUT, NULL);
         ssock__socket_discard(hs->v[i].sock);
         atomic_fetch_add(&srv->n_hs_timed_out, 1);
         i++;
@@ -197,6 +202,8 @@ static int step(ssock_server *srv, struct hs *h)
     atomic_fetch_add(&srv->n_hs_failed, 1);
     ssock__tls_socket_error(h->sock, srv->hs->last_error,
                             sizeof(srv->hs->last_error));
+    ssock__server_event(srv, SSOCK_EVENT_HANDSHAKE_FAILED, h->sock, rc,
+                        srv->hs->last_error);
     ssock__socket_discard(h->sock);
     return -1;
 }
@@ -257,6 +264,8 @@ static void make_room(ssock_server *srv, struct ssock__hs_set *hs,
             }
         }
         if (count >= hs->per_source) {
+            ssock__server_event(srv, SSOCK_EVENT_HANDSHAKE_DROPPED,
+                                hs->v[oldest].sock, 0, NULL);
             ssock__socket_discard(hs->v[oldest].sock);
             remove_at(hs, oldest);
             atomic_fetch_add(&srv->n_hs_source_limited, 1);
@@ -264,6 +273,8 @@ static void make_room(ssock_server *srv, struct ssock__hs_set *hs,
         }
     }
     if (hs->n == hs->cap) {
+        ssock__server_event(srv, SSOCK_EVENT_HANDSHAKE_DROPPED, hs->v[0].sock,
+                            0, NULL);
         ssock__socket_discard(hs->v[0].sock);
         remove_at(hs, 0);
         atomic_fetch_add(&srv->n_hs_dropped, 1);
@@ -286,8 +297,10 @@ static int take_new(ssock_server *srv, struct ssock__hs_set *hs,
             continue;
         if (rc != 0)
             return rc;
-        if (ssock__tls_socket_attach(sock, srv->tls) != 0) {
+        rc = ssock__tls_socket_attach(sock, srv->tls);
+        if (rc != 0) {
             atomic_fetch_add(&srv->n_hs_failed, 1);
+            ssock__server_event(srv, SSOCK_EVENT_REFUSED, sock, rc, NULL);
             ssock__socket_discard(sock);
             continue;
         }
@@ -296,6 +309,8 @@ static int take_new(ssock_server *srv, struct ssock__hs_set *hs,
         make_room(srv, hs, h.src);
         if (grow(hs) != 0) {
             atomic_fetch_add(&srv->n_hs_dropped, 1);
+            ssock__server_event(srv, SSOCK_EVENT_REFUSED, sock, SSOCK_ENOMEM,
+                                NULL);
             ssock__socket_discard(sock);
             continue;
         }

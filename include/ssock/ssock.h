@@ -42,17 +42,29 @@
 #define SSOCK_SSOCK_H
 
 #include <stddef.h>
+#include <sys/socket.h>
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-#if defined(SSOCK_STATIC)
-#define SSOCK_API
-#elif defined(__GNUC__)
+/* Exported symbols (the library is built with -fvisibility=hidden and a
+ * linker version script that exports ssock_* only). The same declarations
+ * serve the static library. */
+#if defined(__GNUC__)
 #define SSOCK_API __attribute__((visibility("default")))
 #else
 #define SSOCK_API
+#endif
+
+/* SSOCK_DEPRECATED(version, msg): marks a function that will go in the next
+ * major version (see "API and ABI stability" in README.md): it keeps
+ * working, and the compiler says what to use instead. */
+#if defined(__GNUC__)
+#define SSOCK_DEPRECATED(version, msg)                                         \
+    __attribute__((deprecated("deprecated since ssock " version ": " msg)))
+#else
+#define SSOCK_DEPRECATED(version, msg)
 #endif
 
 #if defined(__GNUC__)
@@ -66,12 +78,19 @@ extern "C" {
 /* ------------------------------------------------------------------ */
 
 #define SSOCK_VERSION_MAJOR 0
-#define SSOCK_VERSION_MINOR 1
+#define SSOCK_VERSION_MINOR 2
 #define SSOCK_VERSION_PATCH 0
-#define SSOCK_VERSION_STRING "0.1.0"
+#define SSOCK_VERSION_STRING "0.2.0"
+/** The version as one number, 0xMMmmpp: compare with >= in #if. */
+#define SSOCK_VERSION_HEX                                                      \
+    ((SSOCK_VERSION_MAJOR << 16) | (SSOCK_VERSION_MINOR << 8) |                \
+     SSOCK_VERSION_PATCH)
 
 /** Version of the library actually linked, as "MAJOR.MINOR.PATCH". */
 SSOCK_API const char *ssock_version_string(void);
+/** Version of the library actually linked, as SSOCK_VERSION_HEX (may be
+ * newer than the header a program was built with). */
+SSOCK_API unsigned ssock_version(void);
 
 /* ------------------------------------------------------------------ */
 /* Constants (values of the documented TotalCross ServerSocket API)    */
@@ -122,7 +141,10 @@ SSOCK_API const char *ssock_version_string(void);
     XX(ETLS, -1018, "TLS protocol error")                                      \
     XX(ENOTTLS, -1019, "not a TLS socket")                                     \
     XX(EBROKEN, -1020,                                                         \
-       "socket can no longer write: an earlier TLS write failed part way")
+       "socket can no longer write: an earlier TLS write failed part way")     \
+    XX(ETRUNCATED, -1021,                                                      \
+       "TLS stream ended without close_notify (possible truncation)")          \
+    XX(ENOTSUP, -1022, "option not supported by this version of the library")
 
 /** Status codes. 0 is success; see SSOCK_ERROR_MAP for the messages. */
 enum ssock_status {
@@ -145,6 +167,45 @@ SSOCK_API const char *ssock_strerror(int status);
  */
 SSOCK_API const char *ssock_err_name(int status);
 
+/**
+ * What a status means for the caller, so that applications need not list
+ * codes by hand:
+ *  - SSOCK_ERRCLASS_OK: 0.
+ *  - SSOCK_ERRCLASS_RETRY: nothing is wrong with the handle; the same call
+ *    may succeed later (SSOCK_ETIMEOUT, SSOCK_ENOMEM, -EINTR, -EAGAIN,
+ *    -EMFILE, -ENFILE, -ENOBUFS, -ENOMEM, -ECONNABORTED). Note the
+ *    difference: SSOCK_ETIMEOUT is the library's timeout (a read or write
+ *    or accept waited its time; the socket is still usable), while
+ *    -ETIMEDOUT is the kernel saying the connection is dead (keepalive or
+ *    retransmissions gave up): class PEER.
+ *  - SSOCK_ERRCLASS_PEER: this connection is over or unusable, because of
+ *    the peer or the network (SSOCK_EOF, SSOCK_ETRUNCATED, SSOCK_ETLS,
+ *    SSOCK_EBROKEN, -ECONNRESET, -EPIPE, -ETIMEDOUT, -EHOSTUNREACH, ...):
+ *    close the socket; the server is fine.
+ *  - SSOCK_ERRCLASS_CLOSED: the handle (or its server) was closed
+ *    (SSOCK_ECLOSED, SSOCK_ESERVERCLOSED).
+ *  - SSOCK_ERRCLASS_USAGE: the call or configuration is wrong and will
+ *    fail again the same way (SSOCK_EINVAL, the SSOCK_EBAD* codes, TLS
+ *    configuration errors, SSOCK_ENOTTLS, SSOCK_ENOTSUP, -EADDRINUSE,
+ *    -EACCES, ...).
+ *  - SSOCK_ERRCLASS_SYSTEM: any other system error.
+ */
+typedef enum ssock_err_class {
+    SSOCK_ERRCLASS_OK = 0,
+    SSOCK_ERRCLASS_RETRY = 1,
+    SSOCK_ERRCLASS_PEER = 2,
+    SSOCK_ERRCLASS_CLOSED = 3,
+    SSOCK_ERRCLASS_USAGE = 4,
+    SSOCK_ERRCLASS_SYSTEM = 5
+} ssock_err_class;
+
+/** The class of a status (above). Never fails; unknown codes are
+ * SSOCK_ERRCLASS_SYSTEM. */
+SSOCK_API ssock_err_class ssock_err_classify(int status);
+
+/** 1 when ssock_err_classify(status) is SSOCK_ERRCLASS_RETRY, else 0. */
+SSOCK_API int ssock_err_is_transient(int status);
+
 /* ------------------------------------------------------------------ */
 /* Server                                                              */
 /* ------------------------------------------------------------------ */
@@ -156,12 +217,68 @@ typedef struct ssock_socket ssock_socket;
 /** A TLS configuration (see ssock/tls.h). Opaque. */
 typedef struct ssock_tls_config ssock_tls_config;
 
+/** Kinds of server events (ssock_server_options.on_event). */
+typedef enum ssock_event_type {
+    /** accept() is handing out this connection (plain: taken from the
+     * listener; TLS: its handshake finished). `sock` is set. */
+    SSOCK_EVENT_ACCEPTED = 1,
+    /** A connection was taken and closed unread: out of descriptors (the
+     * pending connection shed; no peer address then) or out of memory. */
+    SSOCK_EVENT_REFUSED = 2,
+    /** A TLS handshake failed (status and the backend's text say why). */
+    SSOCK_EVENT_HANDSHAKE_FAILED = 3,
+    /** A TLS handshake reached its handshake deadline. */
+    SSOCK_EVENT_HANDSHAKE_TIMED_OUT = 4,
+    /** A pending TLS handshake was dropped to make room (max_handshakes or
+     * the per-source limit reached; status 0), or because the server
+     * closed or drained (status SSOCK_ECLOSED). */
+    SSOCK_EVENT_HANDSHAKE_DROPPED = 5
+} ssock_event_type;
+
+/**
+ * One server event, passed to ssock_server_options.on_event. Everything it
+ * points to is valid only during the callback.
+ */
+typedef struct ssock_event {
+    /** ssock_event_type. */
+    int type;
+    /** The peer as numeric text and port ("" and 0 when unknown). */
+    const char *peer_host;
+    int peer_port;
+    /** 0, or the status that ended the connection (SSOCK_ETLS, -ECONNRESET,
+     * SSOCK_ETIMEOUT, SSOCK_ECLOSED, -EMFILE, ...). */
+    int status;
+    /** The backend's text for TLS failures, else "". */
+    const char *detail;
+    /** For SSOCK_EVENT_ACCEPTED: the socket being handed out (do not free
+     * or close it here; the getters may be used). Else NULL. */
+    ssock_socket *sock;
+} ssock_event;
+
+/** Event callback: called synchronously from the thread running accept()
+ * (and, for handshakes dropped by a close or drain, from the thread that
+ * closes). It must not call accept, close or free on the same server. */
+typedef void (*ssock_event_fn)(const ssock_event *ev, void *arg);
+
+/** A hook run on the listening socket after socket() and ssock's own
+ * options, before bind() (SO_BINDTODEVICE, SO_MARK, buffer sizes...).
+ * Return 0 to go on, or a negative status that ssock_server_open() then
+ * returns (the socket is closed for you). */
+typedef int (*ssock_before_bind_fn)(int fd, void *arg);
+
 /**
  * Everything a server is opened with. Always fill it with
- * ssock_server_options_init() first, then change fields: later versions
- * append fields that the init function gives safe defaults.
+ * ssock_server_options_init() first, then change fields. The init macro
+ * passes the size of the struct the program was compiled with, so a
+ * program built against an older header keeps working with a newer
+ * library (which then uses defaults for the fields it appended), and a
+ * newer program on an older library gets SSOCK_ENOTSUP when it sets a
+ * field that library does not know. Every field is safe at zero except
+ * those the init function sets.
  */
 typedef struct ssock_server_options {
+    /** Set by ssock_server_options_init(); do not change. */
+    size_t struct_size;
     /** 0..65535; 0 picks an ephemeral port (read it back with
      * ssock_server_local_port()). */
     int port;
@@ -190,11 +307,41 @@ typedef struct ssock_server_options {
      * one. A library built without TLS fails with SSOCK_ENOBACKEND.
      */
     const ssock_tls_config *tls;
+
+    /* ---- since 0.2 ---- */
+
+    /** Non-zero: an IPv6 listener takes IPv6 only (IPV6_V6ONLY on), so a
+     * separate IPv4 server can share the port. With addr NULL it binds
+     * "::" IPv6-only. Default 0: dual-stack. */
+    int ipv6_only;
+    /** Non-zero: TCP keepalive on every accepted socket, so a peer that
+     * vanished is noticed even with read timeout SSOCK_WAIT_FOREVER (the
+     * read then fails with -ETIMEDOUT). The three values are seconds
+     * (idle before the first probe, between probes) and a count of
+     * unanswered probes; 0 keeps the system's value; negative:
+     * SSOCK_EBADTIMEOUT. */
+    int keepalive;
+    int keepalive_idle_s;
+    int keepalive_interval_s;
+    int keepalive_count;
+    /** Optional hook on the listening socket before bind() (see
+     * ssock_before_bind_fn), and its argument. */
+    ssock_before_bind_fn before_bind;
+    void *before_bind_arg;
+    /** Optional event callback (see ssock_event) and its argument. */
+    ssock_event_fn on_event;
+    void *on_event_arg;
+    /** Initial value of ssock_server_user_data(). */
+    void *user_data;
 } ssock_server_options;
 
 /** Fill `opts` with the defaults: port 0, DEFAULT accept timeout, backlog
- * and socket timeouts, addr NULL. `opts` must not be NULL. */
-SSOCK_API void ssock_server_options_init(ssock_server_options *opts);
+ * and socket timeouts, addr NULL, everything else 0. No-op on NULL. Use
+ * the macro; the function takes the size of the caller's struct. */
+SSOCK_API void ssock_server_options_init_sized(ssock_server_options *opts,
+                                               size_t size);
+#define ssock_server_options_init(opts)                                        \
+    ssock_server_options_init_sized((opts), sizeof(ssock_server_options))
 
 /**
  * Open a listening server. Arguments are checked in the order port,
@@ -203,12 +350,16 @@ SSOCK_API void ssock_server_options_init(ssock_server_options *opts);
  * leaves at once; no Nagle delay).
  *
  * @param out   receives the handle on success, NULL on failure.
- * @return 0; SSOCK_EINVAL (NULL `out` or `opts`); SSOCK_EBADPORT;
- *         SSOCK_EBADTIMEOUT (accept, read or write timeout < 0);
+ * @return 0; SSOCK_EINVAL (NULL `out` or `opts`, or `opts` not filled by
+ *         ssock_server_options_init()); SSOCK_ENOTSUP (a field this library
+ *         version does not know is set); SSOCK_EBADPORT;
+ *         SSOCK_EBADTIMEOUT (accept, read or write timeout < 0, or a
+ *         negative keepalive value);
  *         SSOCK_EBADBACKLOG; SSOCK_EBADADDR (empty string);
  *         SSOCK_ERESOLVE (host name unknown); SSOCK_ENOMEM; or -errno from
  *         socket/bind/listen (-EADDRINUSE, -EACCES, -EADDRNOTAVAIL,
- *         -EMFILE, ...) for the last address tried.
+ *         -EMFILE, ...) for the last address tried; or what the
+ *         before_bind hook returned.
  * Blocks only while resolving a host name.
  */
 SSOCK_API SSOCK_NODISCARD int
@@ -276,6 +427,32 @@ SSOCK_API int ssock_server_accept_timeout(const ssock_server *server);
  * @return 0, SSOCK_ECLOSED if already closed, SSOCK_EINVAL for NULL.
  */
 SSOCK_API int ssock_server_close(ssock_server *server);
+
+/**
+ * Graceful drain, for a daemon that restarts: stop listening (the
+ * listening socket is closed, so new connections are refused by the
+ * kernel, and pending TLS handshakes are dropped) while every socket
+ * already accepted carries on normally. A thread blocked in
+ * ssock_server_accept() returns SSOCK_ECLOSED within 100 ms, and later
+ * accepts return SSOCK_ECLOSED. A later ssock_server_close() still makes
+ * the accepted sockets fail with SSOCK_ESERVERCLOSED; ssock_server_free()
+ * after a drain leaves them alone. Safe from any thread, like close.
+ * @return 0, SSOCK_ECLOSED if already closed or drained, SSOCK_EINVAL.
+ */
+SSOCK_API int ssock_server_drain(ssock_server *server);
+
+/** The user-data pointer (initially ssock_server_options.user_data). */
+SSOCK_API void *ssock_server_user_data(const ssock_server *server);
+/** Set the user-data pointer. No-op on a NULL server. */
+SSOCK_API void ssock_server_set_user_data(ssock_server *server, void *data);
+
+/**
+ * The bound address in binary form: copies it into *addr and sets *len.
+ * Still answers after close. @return 0, SSOCK_EINVAL (NULL argument).
+ */
+SSOCK_API int ssock_server_local_addr(const ssock_server *server,
+                                      struct sockaddr_storage *addr,
+                                      socklen_t *len);
 
 /**
  * Close the server if still open and release the handle. No-op on NULL.
@@ -351,6 +528,27 @@ SSOCK_API const char *ssock_socket_peer_host(const ssock_socket *sock);
 SSOCK_API int ssock_socket_peer_port(const ssock_socket *sock);
 /** The local port of the connection, or SSOCK_EINVAL for NULL. */
 SSOCK_API int ssock_socket_local_port(const ssock_socket *sock);
+/** The local address of the connection as numeric text (the address the
+ * client connected to; IPv4-mapped shown as IPv4). Valid until free; NULL
+ * for NULL, "" when unknown (asked first after close). */
+SSOCK_API const char *ssock_socket_local_host(const ssock_socket *sock);
+
+/** The peer's address in binary form, as accept() gave it (IPv4-mapped
+ * IPv6 addresses of a dual-stack server stay mapped here). @return 0,
+ * SSOCK_EINVAL (NULL argument). Still answers after close. */
+SSOCK_API int ssock_socket_peer_addr(const ssock_socket *sock,
+                                     struct sockaddr_storage *addr,
+                                     socklen_t *len);
+/** The local address in binary form. @return 0, SSOCK_EINVAL,
+ * SSOCK_ECLOSED (closed before it was first asked for). */
+SSOCK_API int ssock_socket_local_addr(const ssock_socket *sock,
+                                      struct sockaddr_storage *addr,
+                                      socklen_t *len);
+
+/** The user-data pointer of a socket (NULL until set). */
+SSOCK_API void *ssock_socket_user_data(const ssock_socket *sock);
+/** Set the user-data pointer. No-op on a NULL socket. */
+SSOCK_API void ssock_socket_set_user_data(ssock_socket *sock, void *data);
 
 /**
  * Shut down the write side (the peer reads end of stream); reading goes
