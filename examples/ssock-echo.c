@@ -84,6 +84,8 @@ static void usage(FILE *out)
           "  --poll         one thread and one poll() loop instead of a "
           "thread per\n"
           "                 connection (plain TCP only)\n"
+          "  --verbose      print one line per server event on stdout:\n"
+          "                 event TYPE HOST PORT STATUS [DETAIL]\n"
           "  --help         show this text\n"
           "TLS (any of these turns TLS on):\n"
           "  --tls                  serve TLS (default: the dev certs in "
@@ -419,12 +421,32 @@ static bool is_arg_error(int rc)
            rc == SSOCK_ERESOLVE;
 }
 
-/* Accept errors after which the server is still worth accepting on. */
+/* Accept errors after which the server is still worth accepting on: the
+ * library's classifier says which. */
 static bool is_transient(int rc)
 {
-    return rc == SSOCK_ENOMEM || rc == -EMFILE || rc == -ENFILE ||
-           rc == -ENOBUFS || rc == -ENOMEM || rc == -EPERM || rc == -EPROTO ||
-           rc == -ECONNABORTED || rc == -EINTR;
+    return ssock_err_is_transient(rc) != 0;
+}
+
+/* --verbose: one line per server event, from the accepting thread. */
+static void print_event(const ssock_event *ev, void *arg)
+{
+    static const char *const names[] = {
+        [SSOCK_EVENT_ACCEPTED] = "accepted",
+        [SSOCK_EVENT_REFUSED] = "refused",
+        [SSOCK_EVENT_HANDSHAKE_FAILED] = "handshake-failed",
+        [SSOCK_EVENT_HANDSHAKE_TIMED_OUT] = "handshake-timed-out",
+        [SSOCK_EVENT_HANDSHAKE_DROPPED] = "handshake-dropped",
+    };
+    const char *name = ev->type > 0 && ev->type <= SSOCK_EVENT_HANDSHAKE_DROPPED
+                           ? names[ev->type]
+                           : "unknown";
+    (void)arg;
+    printf("event %s %s %d %s%s%s\n", name,
+           ev->peer_host[0] != '\0' ? ev->peer_host : "-", ev->peer_port,
+           ssock_err_name(ev->status), ev->detail[0] != '\0' ? " " : "",
+           ev->detail);
+    fflush(stdout);
 }
 
 int main(int argc, char **argv)
@@ -469,6 +491,10 @@ int main(int argc, char **argv)
         }
         if (IS("--poll") && !eq) {
             poll_mode = true;
+            continue;
+        }
+        if (IS("--verbose") && !eq) {
+            opts.on_event = print_event;
             continue;
         }
         if (!(IS("--port") || IS("--addr") || IS("--timeout") ||
