@@ -19,7 +19,13 @@
  *    second close gives SSOCK_ECLOSED; accessors still answer after close;
  *  - with a close running on a second thread (server or socket), the other
  *    call ends either as if before the close or with the close's code, and
- *    exactly one of two racing closes succeeds;
+ *    exactly one of two racing closes succeeds. The input decides when that
+ *    close starts: after a sleep, or (through the seam) exactly when the
+ *    main thread's call reaches its Nth system call, the main thread then
+ *    waiting (input's choice) not at all, until the close has started, or
+ *    until it has returned; and it may make the main thread free the handle
+ *    as soon as one of its calls returned SSOCK_ECLOSED, while the close on
+ *    the second thread may still be running (see "Time" below);
  *  - at the end (everything freed, clients closed) the process has as many
  *    descriptors as before the input; leaks are LeakSanitizer's and
  *    Valgrind's to find.
@@ -254,6 +260,110 @@ static int fault_take(enum call c, struct fault *out)
     return fire;
 }
 
+/*
+ * Time, through the seam. An async op (op_async) may ask for its close to
+ * start exactly when the main thread reaches its Nth system call through
+ * the table (or, if the main thread's op makes fewer, when that op
+ * returns). The main thread's call then waits, as the input says, not at
+ * all, until the second thread has started its close, or until that close
+ * returned (bounded: SEAM_WAIT_MS, since a server close waits for accept to
+ * leave). A fixed interleaving per input, not a sleep.
+ */
+#define SEAM_WAIT_MS 20
+enum { W_NONE, W_STARTED, W_DONE };
+
+static struct {
+    pthread_mutex_t lock;
+    pthread_cond_t cv;
+    int armed;   /* counting the main thread's calls */
+    int left;    /* calls until it fires */
+    int fired;   /* the second thread may go */
+    int started; /* ...and has called close */
+    int done;    /* ...and that close returned */
+    int wait;    /* W_* */
+    pthread_t main_th;
+} seam = {.lock = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+
+static void seam_arm(int n, int wait)
+{
+    pthread_mutex_lock(&seam.lock);
+    seam.armed = 1;
+    seam.left = n;
+    seam.fired = seam.started = seam.done = 0;
+    seam.wait = wait;
+    seam.main_th = pthread_self();
+    pthread_mutex_unlock(&seam.lock);
+}
+
+static void seam_deadline(struct timespec *ts, int ms)
+{
+    clock_gettime(CLOCK_REALTIME, ts);
+    ts->tv_nsec += (long)ms * 1000000L;
+    while (ts->tv_nsec >= 1000000000L) {
+        ts->tv_sec++;
+        ts->tv_nsec -= 1000000000L;
+    }
+}
+
+/* Fire (with the lock held), then wait as the input said. */
+static void seam_fire_locked(void)
+{
+    struct timespec until;
+    seam.armed = 0;
+    seam.fired = 1;
+    pthread_cond_broadcast(&seam.cv);
+    seam_deadline(&until, SEAM_WAIT_MS);
+    while ((seam.wait == W_STARTED && !seam.started) ||
+           (seam.wait == W_DONE && !seam.done)) {
+        if (pthread_cond_timedwait(&seam.cv, &seam.lock, &until) != 0)
+            break;
+    }
+}
+
+/* Every call through the table: the main thread's Nth fires. */
+static void seam_tick(void)
+{
+    pthread_mutex_lock(&seam.lock);
+    if (seam.armed && pthread_equal(pthread_self(), seam.main_th) &&
+        --seam.left <= 0) {
+        TRACE("[%d] seam: the second thread goes now\n", step_no);
+        seam_fire_locked();
+    }
+    pthread_mutex_unlock(&seam.lock);
+}
+
+/* The main thread's op returned: fire if it has not yet. */
+static void seam_flush(void)
+{
+    pthread_mutex_lock(&seam.lock);
+    if (seam.armed)
+        seam_fire_locked();
+    pthread_mutex_unlock(&seam.lock);
+}
+
+/* The second thread: wait for the signal (bounded), say "started". */
+static void seam_wait_go(void)
+{
+    struct timespec until;
+    pthread_mutex_lock(&seam.lock);
+    seam_deadline(&until, 2000);
+    while (!seam.fired) {
+        if (pthread_cond_timedwait(&seam.cv, &seam.lock, &until) != 0)
+            break;
+    }
+    seam.started = 1;
+    pthread_cond_broadcast(&seam.cv);
+    pthread_mutex_unlock(&seam.lock);
+}
+
+static void seam_done(void)
+{
+    pthread_mutex_lock(&seam.lock);
+    seam.done = 1;
+    pthread_cond_broadcast(&seam.cv);
+    pthread_mutex_unlock(&seam.lock);
+}
+
 static int fail_with(int err)
 {
     errno = err;
@@ -263,6 +373,7 @@ static int fail_with(int err)
 static int f_socket(int domain, int type, int protocol)
 {
     struct fault f;
+    seam_tick();
     if (fault_take(C_SOCKET, &f))
         return fail_with(f.def->err);
     return socket(domain, type, protocol);
@@ -271,6 +382,7 @@ static int f_socket(int domain, int type, int protocol)
 static int f_bind(int fd, const struct sockaddr *sa, socklen_t len)
 {
     struct fault f;
+    seam_tick();
     if (fault_take(C_BIND, &f))
         return fail_with(f.def->err);
     return bind(fd, sa, len);
@@ -279,6 +391,7 @@ static int f_bind(int fd, const struct sockaddr *sa, socklen_t len)
 static int f_listen(int fd, int backlog)
 {
     struct fault f;
+    seam_tick();
     if (fault_take(C_LISTEN, &f))
         return fail_with(f.def->err);
     return listen(fd, backlog);
@@ -287,6 +400,7 @@ static int f_listen(int fd, int backlog)
 static int f_accept4(int fd, struct sockaddr *sa, socklen_t *len, int flags)
 {
     struct fault f;
+    seam_tick();
     if (fault_take(C_ACCEPT, &f)) {
         if (f.def->kind != K_DROP)
             return fail_with(f.def->err);
@@ -303,6 +417,7 @@ static int f_accept4(int fd, struct sockaddr *sa, socklen_t *len, int flags)
 static int f_poll(struct pollfd *fds, nfds_t n, int timeout_ms)
 {
     struct fault f;
+    seam_tick();
     if (fault_take(C_POLL, &f)) {
         if (f.def->kind == K_ZERO)
             return 0;
@@ -314,6 +429,7 @@ static int f_poll(struct pollfd *fds, nfds_t n, int timeout_ms)
 static ssize_t f_recv(int fd, void *buf, size_t len, int flags)
 {
     struct fault f;
+    seam_tick();
     if (fault_take(C_RECV, &f)) {
         if (f.def->kind != K_SHORT)
             return fail_with(f.def->err);
@@ -326,6 +442,7 @@ static ssize_t f_recv(int fd, void *buf, size_t len, int flags)
 static ssize_t f_send(int fd, const void *buf, size_t len, int flags)
 {
     struct fault f;
+    seam_tick();
     if (fault_take(C_SEND, &f)) {
         if (f.def->kind != K_SHORT)
             return fail_with(f.def->err);
@@ -338,6 +455,7 @@ static ssize_t f_send(int fd, const void *buf, size_t len, int flags)
 static int f_shutdown(int fd, int how)
 {
     struct fault f;
+    seam_tick();
     if (fault_take(C_SHUTDOWN, &f))
         return fail_with(f.def->err);
     return shutdown(fd, how);
@@ -346,6 +464,7 @@ static int f_shutdown(int fd, int how)
 static int f_close(int fd)
 {
     struct fault f;
+    seam_tick();
     int rc = close(fd);
     /* Linux releases the descriptor even when close reports an error. */
     if (fault_take(C_CLOSE, &f) && rc == 0)
@@ -520,6 +639,7 @@ struct async {
     int was_open; /* the handle was open when the thread started */
     int main_ok;  /* the main thread's own close of it returned 0 */
     int delay_us;
+    int at_call; /* > 0: start at the main thread's Nth system call */
     int rc;
     pthread_t th;
     void *h;
@@ -1109,7 +1229,9 @@ static void op_misuse(void)
 static void *async_main(void *arg)
 {
     struct async *a = arg;
-    if (a->delay_us > 0) {
+    if (a->at_call > 0) {
+        seam_wait_go();
+    } else if (a->delay_us > 0) {
         struct timespec ts = {0, (long)a->delay_us * 1000};
         nanosleep(&ts, NULL);
     }
@@ -1117,17 +1239,71 @@ static void *async_main(void *arg)
         a->rc = ssock_server_close(a->h);
     else
         a->rc = ssock_socket_close(a->h);
+    if (a->at_call > 0)
+        seam_done();
     return NULL;
 }
 
 static void run_op(uint8_t op);
 
-/* Close a server or a socket on a second thread while the next op runs. */
+/*
+ * Free the handle the second thread is closing, from the main thread, as
+ * soon as the contract allows: once a call of ours returned SSOCK_ECLOSED
+ * (so that close has been called), even if it is still running. Returns 1
+ * when the handle was freed (the model slot is cleared).
+ */
+static int free_after_eclosed(struct async *a)
+{
+    /* Only an ECLOSED caused by the second thread's close proves that it
+     * was called: not when the handle was closed before, or by our op. */
+    if (!a->was_open || a->main_ok)
+        return 0;
+    if (a->kind == A_SRV) {
+        int rc = ssock_server_close(a->h);
+        TRACE("[%d] early close srv%d: %s\n", step_no, a->idx,
+              ssock_err_name(rc));
+        if (rc == 0) {
+            CHECK(a->was_open);
+            a->main_ok = 1;
+            return 0; /* ours won: the other close may not have run yet */
+        }
+        CHECK(rc == SSOCK_ECLOSED);
+        ssock_server_free(a->h);
+        model_srv_closed(a->idx);
+        for (int i = 0; i < N_SOCK; i++)
+            if (R.sock[i].h != NULL && R.sock[i].srv == a->idx)
+                R.sock[i].srv = -1;
+        memset(&R.srv[a->idx], 0, sizeof(R.srv[a->idx]));
+        return 1;
+    }
+    int rc = ssock_socket_close(a->h);
+    TRACE("[%d] early close sock%d: %s\n", step_no, a->idx, ssock_err_name(rc));
+    if (rc == 0) {
+        CHECK(a->was_open);
+        a->main_ok = 1;
+        return 0;
+    }
+    CHECK(rc == SSOCK_ECLOSED);
+    ssock_socket_free(a->h);
+    memset(&R.sock[a->idx], 0, sizeof(R.sock[a->idx]));
+    return 1;
+}
+
+/*
+ * Close a server or a socket on a second thread while the next op runs.
+ * `delay`: bit 7 clear: the close starts after (bits 0-2) * 200 us; bit 7
+ * set: it starts at the main thread's ((bits 3-5) + 1)th system call, the
+ * main thread waiting per bits 0-1 (0: no, 1: until it started, 2-3: until
+ * it returned). Bit 6: right after the op, the main thread frees the
+ * handle once a close of its own says SSOCK_ECLOSED, without waiting for
+ * the second thread.
+ */
 static void op_async(void)
 {
     uint8_t what = next();
     uint8_t delay = next();
     struct async *a = &R.as;
+    int early_free = (delay & 0x40) != 0, freed = 0;
 
     memset(a, 0, sizeof(*a));
     if (what & 1) {
@@ -1148,20 +1324,35 @@ static void op_async(void)
         a->was_open = !R.sock[i].self_closed;
     }
     a->delay_us = (delay % 8) * 200;
+    if (delay & 0x80) {
+        a->at_call = 1 + ((delay >> 3) & 7);
+        seam_arm(a->at_call, (delay & 3) >= 2 ? W_DONE : (delay & 3));
+    }
     if (pthread_create(&a->th, NULL, async_main, a) != 0) {
+        seam.armed = 0;
         a->kind = A_NONE;
         return;
     }
     uint8_t op = next();
     run_op(op);
+    if (a->at_call > 0)
+        seam_flush();
+    if (early_free) {
+        /* The op may have freed it already (not this handle: op_free_*
+         * skip it); wait until our close says ECLOSED or wins. */
+        freed = free_after_eclosed(a);
+    }
     pthread_join(a->th, NULL);
-    TRACE("[%d] async close %s%d: %s\n", step_no,
-          a->kind == A_SRV ? "srv" : "sock", a->idx, ssock_err_name(a->rc));
+    TRACE("[%d] async close %s%d: %s%s\n", step_no,
+          a->kind == A_SRV ? "srv" : "sock", a->idx, ssock_err_name(a->rc),
+          freed ? " (freed by the main thread meanwhile)" : "");
 
     /* Exactly one close of an open handle succeeds. */
     CHECK(a->rc == 0 || a->rc == SSOCK_ECLOSED);
     CHECK((a->rc == 0) + a->main_ok == a->was_open);
-    if (a->kind == A_SRV) {
+    if (freed) {
+        /* The model slot went with the handle. */
+    } else if (a->kind == A_SRV) {
         model_srv_closed(a->idx);
     } else {
         R.sock[a->idx].self_closed = 1;

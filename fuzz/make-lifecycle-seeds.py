@@ -39,6 +39,12 @@ def pair(k=0, c=0, small_window=0, **kw):
     return open_(k, **kw) + conn(k, c, small_window) + [ACCEPT, k]
 
 
+# op_async's delay byte for a close that starts at the main thread's nth
+# system call (see "Time through the seam" below).
+def seam(n=1, wait=0, free=0):
+    return 0x80 | ((n - 1) << 3) | wait | (0x40 if free else 0)
+
+
 seeds = {
     "echo": pair() + [CLI_SEND, 0, 10, READ, 0, 20, WRITE, 0, 10,
                       CLI_RECV, 0, SHUTDOWN, 0, CLI_CLOSE, 0, 0, READ, 0, 5,
@@ -116,6 +122,13 @@ for name, tls in (("mbedtls", MBEDTLS), ("openssl", OPENSSL)):
                                       [ACCEPT, 0, FREE_SRV, 0])
     seeds[t + "async-close-accept"] = (open_(acc=T20, tls=tls) + conn(0, 0) +
                                        hello(0) + [ASYNC, 1, 3, ACCEPT, 0])
+    # The acceptor's server is closed at its nth system call with
+    # handshakes pending, and freed at once after accept said ECLOSED.
+    for n in (1, 3, 6):
+        for wait in (1, 2):
+            seeds[t + "seam-close-accept-free-n%d-w%d" % (n, wait)] = (
+                open_(tls=tls) + conn(0, 0) + conn(0, 1) + hello(0) +
+                hello(1) + [ACCEPT, 0, ASYNC, 1, seam(n, wait, 1), ACCEPT, 0])
     seeds[t + "emfile"] = (open_(tls=tls) + conn(0, 0) + conn(0, 1) +
                            fault(ACCEPT4, 3) + [ACCEPT, 0, ACCEPT, 0])
     seeds[t + "reset-in-handshake"] = (open_(tls=tls) + conn(0, 0) +
@@ -129,6 +142,36 @@ for name, tls in (("mbedtls", MBEDTLS), ("openssl", OPENSSL)):
                                                              ACCEPT, 0,
                                                              CLOSE_SRV, 0,
                                                              READ, 0, 1])
+
+# Time through the seam: the second thread's close starts exactly at the
+# main thread's nth system call (the main thread waiting: 0 no, 1 until the
+# close started, 2 until it returned); `free`: the main thread then frees
+# the handle as soon as a close of its own says SSOCK_ECLOSED, while the
+# second thread's close may still run.
+
+
+
+for n in (1, 2):
+    for wait in (0, 1, 2):
+        for free in (0, 1):
+            tag = "n%d-w%d%s" % (n, wait, "-free" if free else "")
+            seeds["seam-socket-close-read-" + tag] = pair(rd=T20) + [
+                CLI_SEND, 0, 3, ASYNC, 0, seam(n, wait, free), READ, 0, 2,
+                READ, 0, 10, READ, 0, 10]
+for n in (1, 3):
+    for free in (0, 1):
+        tag = "n%d%s" % (n, "-free" if free else "")
+        seeds["seam-socket-close-write-" + tag] = pair(
+            wr=T20, small_window=1) + [
+            ASYNC, 0, seam(n, 2, free), WRITE, 0, 255, WRITE, 0, 1]
+        seeds["seam-server-close-accept-" + tag] = open_(acc=T20) + conn(
+            0, 0) + [ASYNC, 1, seam(n, 1, free), ACCEPT, 0, ACCEPT, 0,
+                     ACCEPT, 0]
+        seeds["seam-server-close-read-" + tag] = pair(rd=T20) + [
+            ASYNC, 1, seam(n, 2, free), READ, 0, 10, READ, 0, 10,
+            CLOSE_SOCK, 0]
+seeds["seam-server-close-free-socket"] = pair() + [
+    ASYNC, 1, seam(1, 1, 0), FREE_SOCK, 0]
 
 # Every fault on its own, where it bites.
 for i in range(FAULTS[SOCKET]):

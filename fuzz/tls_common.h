@@ -26,6 +26,29 @@
  *    server close the socket fails with SSOCK_ESERVERCLOSED; a second close
  *    gives SSOCK_ECLOSED; at the end no descriptor is left over.
  *
+ * Pieces, stalls and floods: an input that starts with the two bytes
+ * 0xFE 0x50 ('P'; 0xFE is no TLS record type) is a delivery program:
+ *
+ *     FE 50 L c[0] .. c[L-1] body...
+ *
+ * The body is what the client sends, but it is not queued up front: the
+ * harness hands the server the next piece only when the server has read
+ * everything so far (in its recv() and poll() hooks), one piece per control
+ * byte c, in order, the rest of the body in one piece once the control
+ * bytes run out, then end of stream. Each c:
+ *   bits 0-3  piece length: 1 2 3 5 8 13 21 34 55 89 144 233 377 610 987,
+ *             15 = the whole rest of the body;
+ *   bits 4-5  0: nothing more; 1: a stall before the piece (bits 6-7: 0-1
+ *             1 ms, 2-3 20 ms, longer than the socket's 5 ms read timeout:
+ *             a read mid-record times out); 2: after the piece, a flood of
+ *             64 small records of kind bits 6-7 (0 warning alert
+ *             user_canceled, 1 empty handshake record, 2 ChangeCipherSpec,
+ *             3 empty application data); 3: the same, 1024 records.
+ * Stalls add up to at most TLS_STALL_MAX_MS per input, floods to at most
+ * TLS_FLOOD_MAX records. The rules checked
+ * are the same; only when the server sees the bytes changes. Seeds:
+ * pieces-* (fuzz/make-tls-piece-seeds.py).
+ *
  * Fixtures: one ssock_tls_config (ECDSA P-256 server certificate, client
  * certificates optional and checked against the test CA, ALPN h2 and
  * http/1.1) built on the first input and kept for the process, with the
@@ -46,7 +69,7 @@
  * With SSOCK_FUZZ_TRACE=1 the harness prints the length and a hash of
  * what the server sent, to compare runs. The clock otherwise matters for
  * the handshake deadline, which a well-behaved acceptor never reaches here
- * (2 s; reaching it aborts), and for the dates of a client certificate.
+ * (5 s; reaching it aborts), and for the dates of a client certificate.
  */
 #ifndef SSOCK_FUZZ_TLS_COMMON_H
 #define SSOCK_FUZZ_TLS_COMMON_H
@@ -58,13 +81,25 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "fuzz.h"
 #include "internal.h"
 #include "ssock/tls.h"
 #include "tls_backend.h"
+
+/* Live mode needs libssl for its client (linked when the OpenSSL backend
+ * is built). */
+#if SSOCK_HAVE_OPENSSL
+#define TLS_LIVE 1
+#define OPENSSL_SUPPRESS_DEPRECATED 1
+#include <openssl/ssl.h>
+#else
+#define TLS_LIVE 0
+#endif
 
 #ifndef FUZZ_TLS_BACKEND
 #error "define FUZZ_TLS_BACKEND before including tls_common.h"
@@ -76,8 +111,14 @@
 /* Longest input written to the client end (a socketpair holds more). */
 #define TLS_INPUT_MAX 65536
 /* Far beyond what a handshake over a local socketpair needs, even under
- * Valgrind; reaching it is a stall and aborts. */
-#define TLS_DEADLINE_MS 2000
+ * Valgrind on a loaded machine (a live-mode handshake, both ends in this
+ * process, took up to 2 s there); reaching it is a stall and aborts. */
+#define TLS_DEADLINE_MS 5000
+/* Piece mode: the most stalling per input, and the plan's limits. */
+#define TLS_STALL_MAX_MS 100
+#define TLS_PLAN_MAX 257
+#define TLS_FLOOD_MAX 8192 /* flood records per input */
+#define TLS_PLAN_BYTES (TLS_INPUT_MAX + TLS_FLOOD_MAX * 7)
 
 #define TCHECK(cond)                                                           \
     do {                                                                       \
@@ -120,6 +161,21 @@ static struct {
     uint64_t rng; /* position in the random stream, reset per input */
 } T = {NULL, -1, -1, -1, 0, 0, TLS_RNG_SEED};
 
+/* Piece mode: the chunks still to hand to the server, in order. */
+static struct {
+    int on;
+    int client_fd; /* the client's end, written by the harness */
+    int conn_fd;   /* the server's end */
+    int n, next;
+    int shut; /* end of stream sent */
+    struct {
+        size_t off, len; /* bytes of F.buf to send */
+        size_t piece;    /* of which the body's piece (the rest: flood) */
+        int stall_ms;
+    } chunk[TLS_PLAN_MAX];
+    uint8_t *buf;
+} F = {0, -1, -1, 0, 0, 0, {{0, 0, 0, 0}}, NULL};
+
 static int tls_count_fds(void)
 {
     DIR *d = opendir("/proc/self/fd");
@@ -131,6 +187,244 @@ static int tls_count_fds(void)
             n++;
     closedir(d);
     return n;
+}
+
+/* ---- piece mode -------------------------------------------------------- */
+
+static int tls_write_all(int fd, const uint8_t *p, size_t len);
+
+/* Bytes queued for the server and not yet read. */
+static int tls_queued(int fd)
+{
+    int n = 0;
+    if (ioctl(fd, FIONREAD, &n) != 0)
+        return 1; /* unknown: do not feed */
+    return n;
+}
+
+static void tls_stall(int ms)
+{
+    struct timespec ts = {0, (long)ms * 1000000L};
+    while (ms > 0 && nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
+#if TLS_LIVE
+/*
+ * Live mode (input FE 4C v L c[..] body): a client on OpenSSL's libssl,
+ * run by the harness inside the server's own recv()/poll() calls over
+ * memory BIOs, does a real handshake with the server, then sends the body
+ * as application data, piece by piece (each piece one SSL_write, the
+ * plan's stalls before and floods, raw, after), then close_notify and end
+ * of stream. It reads (and drops) whatever the server sends. `v`: bit 0
+ * TLS 1.2 at most (else 1.3 allowed), bit 1 SNI "localhost", bit 2 ALPN
+ * "h2". This is how the mbedTLS target reaches read/write/close_notify:
+ * mbedTLS puts time() into its ServerHello, so recorded sessions cannot
+ * finish a handshake there. Seeds: live-* (make-tls-piece-seeds.py).
+ */
+static struct {
+    SSL_CTX *ctx;
+    SSL *ssl;
+    BIO *rbio, *wbio; /* owned by ssl */
+    int hs_done;
+    int failed;
+} LC;
+
+static void live_start(uint8_t v)
+{
+    if (LC.ctx == NULL) {
+        LC.ctx = SSL_CTX_new(TLS_client_method());
+        TCHECK(LC.ctx != NULL);
+        SSL_CTX_set_verify(LC.ctx, SSL_VERIFY_NONE, NULL);
+    }
+    LC.ssl = SSL_new(LC.ctx);
+    TCHECK(LC.ssl != NULL);
+    LC.rbio = BIO_new(BIO_s_mem());
+    LC.wbio = BIO_new(BIO_s_mem());
+    TCHECK(LC.rbio != NULL && LC.wbio != NULL);
+    SSL_set_bio(LC.ssl, LC.rbio, LC.wbio);
+    SSL_set_connect_state(LC.ssl);
+    TCHECK(SSL_set_min_proto_version(LC.ssl, TLS1_2_VERSION) == 1);
+    if (v & 1)
+        TCHECK(SSL_set_max_proto_version(LC.ssl, TLS1_2_VERSION) == 1);
+    if (v & 2)
+        TCHECK(SSL_set_tlsext_host_name(LC.ssl, "localhost") == 1);
+    if (v & 4) {
+        static const unsigned char h2[] = {2, 'h', '2'};
+        TCHECK(SSL_set_alpn_protos(LC.ssl, h2, sizeof(h2)) == 0);
+    }
+    LC.hs_done = LC.failed = 0;
+}
+
+static void live_end(void)
+{
+    SSL_free(LC.ssl);
+    LC.ssl = NULL;
+}
+
+/* What the server sent, into the client. */
+static void live_pump_in(void)
+{
+    static uint8_t buf[16384];
+    for (;;) {
+        ssize_t n = recv(F.client_fd, buf, sizeof(buf), MSG_DONTWAIT);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return;
+        TCHECK(BIO_write(LC.rbio, buf, (int)n) == (int)n);
+    }
+}
+
+/* What the client wrote, to the server. */
+static void live_pump_out(void)
+{
+    static uint8_t buf[16384];
+    int n;
+    while ((n = BIO_read(LC.wbio, buf, (int)sizeof(buf))) > 0)
+        TCHECK(tls_write_all(F.client_fd, buf, (size_t)n) == 0);
+}
+
+static void live_feed(void)
+{
+    static uint8_t sink[16384];
+    live_pump_in();
+    if (!LC.hs_done && !LC.failed) {
+        int r = SSL_do_handshake(LC.ssl);
+        if (r == 1) {
+            LC.hs_done = 1;
+            TTRACE("fuzz_tls: live client: handshake done, %s\n",
+                   SSL_get_version(LC.ssl));
+        } else {
+            int e = SSL_get_error(LC.ssl, r);
+            if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE) {
+                LC.failed = 1;
+                TTRACE("fuzz_tls: live client: handshake failed\n");
+            }
+        }
+    }
+    if (LC.hs_done) {
+        while (SSL_read(LC.ssl, sink, (int)sizeof(sink)) > 0)
+            ; /* the server's echo, dropped */
+    }
+    live_pump_out();
+    if (LC.failed || F.next == F.n) {
+        if (tls_queued(F.conn_fd) > 0)
+            return;
+        if (LC.hs_done) {
+            (void)SSL_shutdown(LC.ssl);
+            live_pump_out();
+        }
+        TCHECK(shutdown(F.client_fd, SHUT_WR) == 0);
+        F.shut = 1;
+        return;
+    }
+    if (!LC.hs_done || tls_queued(F.conn_fd) > 0)
+        return;
+    int i = F.next++;
+    tls_stall(F.chunk[i].stall_ms);
+    if (F.chunk[i].piece > 0) {
+        size_t done = 0;
+        TCHECK(SSL_write_ex(LC.ssl, F.buf + F.chunk[i].off, F.chunk[i].piece,
+                            &done) == 1);
+        live_pump_out();
+    }
+    if (F.chunk[i].len > F.chunk[i].piece)
+        TCHECK(tls_write_all(F.client_fd,
+                             F.buf + F.chunk[i].off + F.chunk[i].piece,
+                             F.chunk[i].len - F.chunk[i].piece) == 0);
+}
+#endif
+
+/* Hand the server its next piece when it has read everything so far. */
+static void tls_feed(int fd)
+{
+    if (!F.on || fd != F.conn_fd || F.shut)
+        return;
+#if TLS_LIVE
+    if (F.on == 2) {
+        live_feed();
+        return;
+    }
+#endif
+    if (tls_queued(fd) > 0)
+        return;
+    if (F.next == F.n) {
+        TCHECK(shutdown(F.client_fd, SHUT_WR) == 0);
+        F.shut = 1;
+        return;
+    }
+    int i = F.next++;
+    tls_stall(F.chunk[i].stall_ms);
+    /* The queue is empty and a chunk is at most 64 KiB + 7 KiB: it fits
+     * in the socketpair, so this write does not block. */
+    TCHECK(tls_write_all(F.client_fd, F.buf + F.chunk[i].off, F.chunk[i].len) ==
+           0);
+}
+
+/* Build the plan of a piece-mode input (see the top of this file). */
+static void tls_plan(const uint8_t *data, size_t size)
+{
+    static const uint16_t piece[15] = {1,  2,  3,   5,   8,   13,  21, 34,
+                                       55, 89, 144, 233, 377, 610, 987};
+    static const uint8_t flood[4][7] = {
+        {0x15, 0x03, 0x03, 0x00, 0x02, 0x01, 0x5a}, /* warning alert */
+        {0x16, 0x03, 0x03, 0x00, 0x00},             /* empty handshake */
+        {0x14, 0x03, 0x03, 0x00, 0x01, 0x01},       /* ChangeCipherSpec */
+        {0x17, 0x03, 0x03, 0x00, 0x00},             /* empty app data */
+    };
+    static const size_t flood_len[4] = {7, 5, 6, 5};
+
+    /* FE 50 L c[0..L-1] body; any of it may be cut short. */
+    size_t head = size < 3 ? size : 3;
+    size_t L = size > 2 ? data[2] : 0;
+    if (L > size - head)
+        L = size - head;
+    const uint8_t *ctl = data + head;
+    const uint8_t *body = data + head + L;
+    size_t left = size - head - L, used = 0;
+    int stall_total = 0, flooded = 0;
+
+    if (F.buf == NULL) {
+        F.buf = malloc(TLS_PLAN_BYTES);
+        TCHECK(F.buf != NULL);
+    }
+    F.n = F.next = F.shut = 0;
+    for (size_t k = 0; left > 0 && F.n < TLS_PLAN_MAX - 1; k++) {
+        uint8_t c = k < L ? ctl[k] : 0x0f;
+        size_t len = (c & 15) == 15 ? left : piece[c & 15];
+        if (len > left)
+            len = left;
+        int act = (c >> 4) & 3, arg = c >> 6;
+        F.chunk[F.n].off = used;
+        F.chunk[F.n].stall_ms = 0;
+        if (act == 1) {
+            int ms = arg < 2 ? 1 : 20;
+            if (stall_total + ms <= TLS_STALL_MAX_MS) {
+                F.chunk[F.n].stall_ms = ms;
+                stall_total += ms;
+            }
+        }
+        memcpy(F.buf + used, body, len);
+        F.chunk[F.n].piece = len;
+        used += len;
+        body += len;
+        left -= len;
+        if (act >= 2) {
+            int count = act == 2 ? 64 : 1024;
+            if (count > TLS_FLOOD_MAX - flooded)
+                count = TLS_FLOOD_MAX - flooded;
+            flooded += count;
+            for (int r = 0; r < count; r++) {
+                memcpy(F.buf + used, flood[arg], flood_len[arg]);
+                used += flood_len[arg];
+            }
+        }
+        F.chunk[F.n].len = used - F.chunk[F.n].off;
+        F.n++;
+    }
+    TTRACE("fuzz_tls: piece mode: %d chunks, %zu bytes, %d ms of stalls\n", F.n,
+           used, stall_total);
 }
 
 /* ---- the system-call table ------------------------------------------ */
@@ -182,6 +476,11 @@ static int tls_poll(struct pollfd *fds, nfds_t n, int timeout_ms)
         fds[lst].revents |= POLLIN;
         return rc;
     }
+    if (F.on) {
+        for (nfds_t i = 0; i < n; i++)
+            if (fds[i].fd == F.conn_fd && (fds[i].events & POLLIN))
+                tls_feed(F.conn_fd);
+    }
     if (lst < n && wake < n && n == 2 && T.taken) {
         /* The connection was taken and no handshake is pending: nothing
          * can happen any more in this input. End the accept call the way a
@@ -196,6 +495,7 @@ static int tls_poll(struct pollfd *fds, nfds_t n, int timeout_ms)
 
 static ssize_t tls_recv(int fd, void *buf, size_t len, int flags)
 {
+    tls_feed(fd);
     /* Data arrives in pieces: every other read would block first. */
     if (T.recvs++ % 2 == 0) {
         errno = EAGAIN;
@@ -445,10 +745,33 @@ static void tls_fuzz_one(const uint8_t *data, size_t size)
     if (size > TLS_INPUT_MAX)
         size = TLS_INPUT_MAX;
     TCHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, p) == 0);
-    TCHECK(tls_write_all(p[1], data, size) == 0);
-    TCHECK(shutdown(p[1], SHUT_WR) == 0);
+    F.on = size >= 2 && data[0] == 0xfe && data[1] == 0x50;
+#if TLS_LIVE
+    if (size >= 3 && data[0] == 0xfe && data[1] == 0x4c)
+        F.on = 2;
+#endif
+    if (F.on) {
+        /* Piece mode: fed as the server reads. */
+        F.client_fd = p[1];
+        F.conn_fd = p[0];
+        /* Live: FE 4C v, then the plan as from FE 50 (v in its place). */
+        tls_plan(data + (F.on == 2), size - (F.on == 2));
+#if TLS_LIVE
+        if (F.on == 2)
+            live_start(data[2]);
+#endif
+    } else {
+        TCHECK(tls_write_all(p[1], data, size) == 0);
+        TCHECK(shutdown(p[1], SHUT_WR) == 0);
+    }
 
     tls_serve_one(p[0], 5, size > 0 && (data[size - 1] & 1));
+#if TLS_LIVE
+    if (F.on == 2)
+        live_end();
+#endif
+    F.on = 0;
+    F.client_fd = F.conn_fd = -1;
 
     if (tls_tracing()) {
         /* What the server sent (FNV-1a), to compare runs of one input. */
