@@ -21,6 +21,21 @@
 #   mismatch.key                    a P-256 key that matches no certificate
 #   garbage.pem                     PEM armour around bytes that are not base64
 #
+# The "extra" set (client certificates for the usage and long-subject tests),
+# all signed by ca:
+#   client-serverauth.pem / .key    extendedKeyUsage serverAuth only (no
+#                                   clientAuth): must be rejected as a client
+#   client-nodigsig.pem / .key      keyUsage keyAgreement only (no
+#                                   digitalSignature), EKU clientAuth: rejected
+#   client-anyeku.pem / .key        EKU anyExtendedKeyUsage only: rejected
+#                                   (OpenSSL's rule, applied on both backends)
+#   client-long.pem / .key          a subject of 12 OU attributes, longer than
+#                                   512 characters when formatted
+#
+#   ./make-certs.sh          regenerate everything (the extras too)
+#   ./make-certs.sh extra    (re)make only the extras, with the existing ca
+#                            (the other files stay as they are)
+#
 # Everything else is valid 2024-01-01 .. 2044-01-01 (20 years). Server
 # certificates carry SAN DNS:localhost, IP:127.0.0.1, IP:::1.
 #
@@ -60,6 +75,27 @@ authorityKeyIdentifier = keyid
 [client_ext]
 basicConstraints = critical, CA:FALSE
 keyUsage = critical, digitalSignature
+extendedKeyUsage = clientAuth
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+
+[client_serverauth_ext]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature
+extendedKeyUsage = serverAuth
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+
+[client_anyeku_ext]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature
+extendedKeyUsage = anyExtendedKeyUsage
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+
+[client_nodigsig_ext]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, keyAgreement
 extendedKeyUsage = clientAuth
 subjectKeyIdentifier = hash
 authorityKeyIdentifier = keyid
@@ -116,6 +152,37 @@ make_leaf() {
         -cert "$5.pem" -keyfile "$5.key"
 }
 
+# The extras: client certificates signed by the existing ca.
+make_extras() {
+    make_leaf client-serverauth ec "ssock serverAuth-only client" \
+        client_serverauth_ext ca
+    make_leaf client-nodigsig ec "ssock keyAgreement-only client" \
+        client_nodigsig_ext ca
+    make_leaf client-anyeku ec "ssock anyExtendedKeyUsage client" \
+        client_anyeku_ext ca
+    # 12 OU attributes of 50 characters: > 512 characters formatted.
+    # -preserveDN keeps the OUs (the CA policy would drop them) and the order.
+    ec_key client-long.key
+    ou=""
+    for i in 01 02 03 04 05 06 07 08 09 10 11 12; do
+        ou="$ou/OU=ssock long subject test unit $i ......................"
+    done
+    openssl req -new -key client-long.key \
+        -subj "/O=ssock DEV-TEST ONLY$ou/CN=ssock long subject client" \
+        -out "$WORK/client-long.csr"
+    sign client-long.pem "$WORK/client-long.csr" client_ext "$NOT_BEFORE" \
+        "$NOT_AFTER" -cert ca.pem -keyfile ca.key -preserveDN
+    chmod 0644 client-serverauth.pem client-serverauth.key \
+        client-nodigsig.pem client-nodigsig.key client-anyeku.pem \
+        client-anyeku.key client-long.pem client-long.key
+}
+
+if [ "${1:-}" = extra ]; then
+    make_extras
+    echo "extra certs made in $(pwd) -- DEV/TEST ONLY"
+    exit 0
+fi
+
 make_ca ca "ssock DEV-TEST CA (do not trust)"
 make_ca other-ca "ssock OTHER DEV-TEST CA (unknown to servers)"
 
@@ -125,6 +192,8 @@ make_leaf client ec "ssock test client" client_ext ca
 make_leaf client-unknown ec "ssock unknown client" client_ext other-ca
 make_leaf expired ec localhost server_ext ca 20000101000000Z 20010101000000Z
 make_leaf notyet ec localhost server_ext ca 20900101000000Z 21000101000000Z
+
+make_extras
 
 ec_key mismatch.key
 

@@ -28,7 +28,9 @@ struct ssock_tls_config {
     void *bcfg;
     int handshake_timeout_ms;
     int max_handshakes;
-    char *message; /* warnings, "" when none */
+    int max_per_source; /* effective, 1..max_handshakes */
+    int source_prefix6; /* effective, 1..128 */
+    char *message;      /* warnings, "" when none */
 };
 
 /* One input after reading: a private copy followed by a NUL byte. */
@@ -108,8 +110,10 @@ static SSOCK__TLS_NODISCARD int blob_from_file(struct tls_blob *b,
     size_t cap, got = 0;
     int fd, rc = 0, e = 0;
 
+    /* O_NONBLOCK: opening a FIFO with no writer (or some devices) would
+     * block; the type is checked with fstat() before anything is read. */
     do
-        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
     while (fd < 0 && errno == EINTR);
     if (fd < 0) {
         e = errno;
@@ -120,8 +124,30 @@ static SSOCK__TLS_NODISCARD int blob_from_file(struct tls_blob *b,
         goto out;
     }
     if (!S_ISREG(st.st_mode)) {
-        e = S_ISDIR(st.st_mode) ? EISDIR : EINVAL;
+        const char *kind = S_ISFIFO(st.st_mode)   ? " (a FIFO)"
+                           : S_ISCHR(st.st_mode)  ? " (a character device)"
+                           : S_ISBLK(st.st_mode)  ? " (a block device)"
+                           : S_ISSOCK(st.st_mode) ? " (a socket)"
+                                                  : "";
+
+        if (S_ISDIR(st.st_mode)) {
+            e = EISDIR;
+            goto out;
+        }
+        errf(err, errlen, "cannot read %s file '%s': not a regular file%s",
+             what, path, kind);
+        rc = SSOCK_EFILE;
         goto out;
+    }
+    /* A regular file: back to blocking reads (O_NONBLOCK has no effect on
+     * regular files on Linux, but be exact). */
+    {
+        int fl = fcntl(fd, F_GETFL);
+
+        if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) != 0) {
+            e = errno;
+            goto out;
+        }
     }
     if ((unsigned long long)st.st_size > TLS_MAX_FILE) {
         e = EFBIG;
@@ -251,6 +277,8 @@ void ssock_tls_options_init(ssock_tls_options *opts)
     opts->handshake_timeout_ms = SSOCK_TLS_DEFAULT_HANDSHAKE_TIMEOUT_MS;
     opts->max_handshakes = SSOCK_TLS_DEFAULT_MAX_HANDSHAKES;
     opts->allow_expired_cert = 0;
+    opts->max_handshakes_per_source = 0;
+    opts->source_prefix_v6 = 0;
 }
 
 static SSOCK__TLS_NODISCARD int check_options(const ssock_tls_options *o,
@@ -274,6 +302,21 @@ static SSOCK__TLS_NODISCARD int check_options(const ssock_tls_options *o,
     if (o->max_handshakes <= 0) {
         errf(err, errlen, "max_handshakes must be > 0 (got %d)",
              o->max_handshakes);
+        return SSOCK_ETLSCONFIG;
+    }
+    if (o->max_handshakes > SSOCK_TLS_MAX_HANDSHAKES_LIMIT) {
+        errf(err, errlen, "max_handshakes must be <= %d (got %d)",
+             SSOCK_TLS_MAX_HANDSHAKES_LIMIT, o->max_handshakes);
+        return SSOCK_ETLSCONFIG;
+    }
+    if (o->max_handshakes_per_source < 0) {
+        errf(err, errlen, "max_handshakes_per_source must be >= 0 (got %d)",
+             o->max_handshakes_per_source);
+        return SSOCK_ETLSCONFIG;
+    }
+    if (o->source_prefix_v6 < 0 || o->source_prefix_v6 > 128) {
+        errf(err, errlen, "source_prefix_v6 must be 0..128 (got %d)",
+             o->source_prefix_v6);
         return SSOCK_ETLSCONFIG;
     }
     if (o->min_version != SSOCK_TLS_VERSION_1_2 &&
@@ -375,6 +418,14 @@ int ssock_tls_config_new(ssock_tls_config **out, const ssock_tls_options *opts,
     cfg->be = ssock__tls_backend_get(cfg->backend_id);
     cfg->handshake_timeout_ms = opts->handshake_timeout_ms;
     cfg->max_handshakes = opts->max_handshakes;
+    cfg->max_per_source = opts->max_handshakes_per_source != 0
+                              ? opts->max_handshakes_per_source
+                              : SSOCK_TLS_DEFAULT_MAX_HANDSHAKES_PER_SOURCE;
+    if (cfg->max_per_source > cfg->max_handshakes)
+        cfg->max_per_source = cfg->max_handshakes;
+    cfg->source_prefix6 = opts->source_prefix_v6 != 0
+                              ? opts->source_prefix_v6
+                              : SSOCK_TLS_DEFAULT_SOURCE_PREFIX_V6;
 
     o = *opts;
     o.backend = cfg->backend_id;
@@ -461,6 +512,16 @@ int ssock__tls_config_handshake_timeout(const ssock_tls_config *cfg)
 int ssock__tls_config_max_handshakes(const ssock_tls_config *cfg)
 {
     return cfg != NULL ? cfg->max_handshakes : SSOCK_EINVAL;
+}
+
+int ssock__tls_config_max_per_source(const ssock_tls_config *cfg)
+{
+    return cfg != NULL ? cfg->max_per_source : SSOCK_EINVAL;
+}
+
+int ssock__tls_config_source_prefix6(const ssock_tls_config *cfg)
+{
+    return cfg != NULL ? cfg->source_prefix6 : SSOCK_EINVAL;
 }
 
 int ssock__tls_config_set_test_rng(ssock_tls_config *cfg,

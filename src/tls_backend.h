@@ -53,7 +53,9 @@ struct ssock__tls_info {
 /*
  * config_new receives options already checked and normalised by tls.c:
  *  - backend is this backend; verify_client, min_version, alpn,
- *    handshake_timeout_ms, max_handshakes hold valid values;
+ *    handshake_timeout_ms, max_handshakes (1..SSOCK_TLS_MAX_HANDSHAKES_LIMIT),
+ *    max_handshakes_per_source (>= 0), source_prefix_v6 (0..128) hold valid
+ *    values;
  *  - cert_mem/cert_len and key_mem/key_len are always set, and ca_mem/ca_len
  *    when a CA was given (ca_mem NULL otherwise); each buffer is followed by
  *    a NUL byte not counted in its length (so PEM can be handed to parsers
@@ -119,6 +121,12 @@ ssock__tls_config_backend(const ssock_tls_config *cfg);
 void *ssock__tls_config_bcfg(const ssock_tls_config *cfg);
 int ssock__tls_config_handshake_timeout(const ssock_tls_config *cfg);
 int ssock__tls_config_max_handshakes(const ssock_tls_config *cfg);
+/* Effective per-source cap on handshakes in flight: never 0 (the default
+ * replaced), at most max_handshakes. SSOCK_EINVAL for NULL. */
+int ssock__tls_config_max_per_source(const ssock_tls_config *cfg);
+/* Effective IPv6 source prefix length, 1..128 (default 64). SSOCK_EINVAL
+ * for NULL. */
+int ssock__tls_config_source_prefix6(const ssock_tls_config *cfg);
 
 /*
  * FOR FUZZING AND TESTS ONLY: a predictable random source makes every

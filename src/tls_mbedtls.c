@@ -1,7 +1,27 @@
 /*
- * tls_mbedtls.c — the mbedTLS backend (targets the 2.28 LTS API; the spots
- * that differ in 3.x are behind MBEDTLS_VERSION_MAJOR checks, unbuilt and
- * untested here).
+ * tls_mbedtls.c — the mbedTLS backend, for the 2.28 LTS API (Debian 12's
+ * system library: TLS 1.2 only) and the 3.6 LTS API (`make deps`, Debian 13:
+ * TLS 1.2 and 1.3). The spots that differ are behind MBEDTLS_VERSION_MAJOR
+ * / MB_HAVE_TLS13 checks; the test suite runs against both.
+ *
+ * mbedTLS 3.6 specifics:
+ *  - PSA: TLS 1.3 and MBEDTLS_USE_PSA_CRYPTO need psa_crypto_init(), whose
+ *    state is process-global inside mbedTLS. config_new calls it every
+ *    time: in 3.6 it returns at once when already done, and each of its
+ *    steps runs under mbedTLS's own global mutex when MBEDTLS_THREADING_C
+ *    is on (library/psa_crypto.c, mbedtls_psa_crypto_init_subsystem), so
+ *    concurrent config_new calls are safe. It is never undone
+ *    (mbedtls_psa_crypto_free() would pull PSA from under other users of
+ *    mbedTLS in the process); that global is mbedTLS's, not ours.
+ *  - TLS 1.3 runs with ephemeral (EC)DHE key exchange only: no PSK, no
+ *    session tickets (no ticket callbacks are installed, so no
+ *    NewSessionTicket is sent, and no resumption), no 0-RTT (early data is
+ *    off unless MBEDTLS_SSL_EARLY_DATA is built and enabled, which we
+ *    never do); renegotiation and compression do not exist in 1.3 and are
+ *    off in 1.2.
+ *  - mbedTLS 3.6 does not implement TLS 1.3 KeyUpdate: a peer that sends
+ *    one gets the connection failed; read() reports SSOCK_ETLS with a
+ *    message saying so.
  *
  * Threads: the mbedtls_ssl_config, certificates, key and the CTR-DRBG are
  * per configuration and shared by every session. That is safe only when
@@ -40,6 +60,7 @@
 #include <mbedtls/entropy.h>
 #include <mbedtls/error.h>
 #include <mbedtls/net_sockets.h>
+#include <mbedtls/oid.h>
 #include <mbedtls/pk.h>
 #include <mbedtls/ssl.h>
 #include <mbedtls/x509_crt.h>
@@ -55,7 +76,7 @@
 #if MBEDTLS_VERSION_MAJOR >= 3 &&                                              \
     (MB_HAVE_TLS13 || defined(MBEDTLS_USE_PSA_CRYPTO))
 /* mbedTLS 3.x needs PSA initialised for TLS 1.3 / USE_PSA_CRYPTO
- * (idempotent). Untested here: Debian ships 2.28. */
+ * (idempotent and thread-safe in 3.6: see the top of this file). */
 #include <psa/crypto.h>
 #define MB_NEED_PSA 1
 #else
@@ -81,11 +102,12 @@ struct mb_sess {
     mbedtls_ssl_context ssl;
     struct mb_cfg *cfg;
     struct ssock__tls_io io;
-    int io_errno;    /* errno of the last failed io call, 0 if none */
-    int eof;         /* io recv returned 0 */
-    int hs_done;     /* handshake finished */
-    size_t wlen;     /* len of a write that returned WANT_*, else 0 */
-    uint32_t vflags; /* verification flags seen on the client chain */
+    int io_errno;      /* errno of the last failed io call, 0 if none */
+    int eof;           /* io recv returned 0 */
+    int hs_done;       /* handshake finished */
+    int empty_records; /* the last records read were empty */
+    size_t wlen;       /* len of a write that returned WANT_*, else 0 */
+    uint32_t vflags;   /* verification flags seen on the client chain */
     char *sni;
     char *subject;
     int info_ready;
@@ -367,13 +389,207 @@ static SSOCK__TLS_NODISCARD int mb_copy_alpn(struct mb_cfg *c,
     return 0;
 }
 
+/*
+ * config_new, one named step per concern. Each step fills its part of `c`
+ * and returns 0 or a negative SSOCK_E* with the message in err; the steps
+ * run in the order of mb_config_new() and the first failure wins.
+ */
+
+/* The DRBG every session shares (when mbedTLS locks it). */
+static SSOCK__TLS_NODISCARD int mb_step_rng(struct mb_cfg *c, char *err,
+                                            size_t errlen)
+{
+    static const char pers[] = "ssock mbedtls config";
+    char eb[200];
+    int ret;
+
+    if (!c->shared_drbg)
+        return 0;
+    ret = mbedtls_ctr_drbg_seed(&c->drbg, mbedtls_entropy_func, &c->entropy,
+                                (const unsigned char *)pers, sizeof pers - 1);
+    if (ret != 0) {
+        mb_errf(err, errlen, "seeding the DRBG failed: %s",
+                mb_strerror(ret, eb, sizeof eb));
+        return SSOCK_ETLSCONFIG;
+    }
+    return 0;
+}
+
+/* The server's certificate chain, leaf first. */
+static SSOCK__TLS_NODISCARD int mb_step_chain(struct mb_cfg *c,
+                                              const ssock_tls_options *o,
+                                              char *err, size_t errlen)
+{
+    return mb_parse_crts(&c->chain, "certificate", o->cert_file, o->cert_mem,
+                         o->cert_len, err, errlen);
+}
+
+/* The private key (never encrypted). */
+static SSOCK__TLS_NODISCARD int mb_step_key(struct mb_cfg *c,
+                                            const ssock_tls_options *o,
+                                            char *err, size_t errlen)
+{
+    size_t len = is_pem(o->key_mem) ? o->key_len + 1 : o->key_len;
+    char eb[200];
+    int ret;
+
+#if MBEDTLS_VERSION_MAJOR >= 3
+    ret = mbedtls_pk_parse_key(&c->key, o->key_mem, len, NULL, 0, mb_rng, c);
+#else
+    ret = mbedtls_pk_parse_key(&c->key, o->key_mem, len, NULL, 0);
+#endif
+    if (ret == 0)
+        return 0;
+    if (ret == MBEDTLS_ERR_PK_PASSWORD_REQUIRED)
+        mb_errf(err, errlen,
+                "key '%s': encrypted private keys are not supported",
+                label(o->key_file));
+    else
+        mb_errf(err, errlen, "key '%s': %s", label(o->key_file),
+                mb_strerror(ret, eb, sizeof eb));
+    return ret == MBEDTLS_ERR_PK_ALLOC_FAILED ? SSOCK_ENOMEM : SSOCK_ECERTPARSE;
+}
+
+/* The key belongs to the leaf certificate. */
+static SSOCK__TLS_NODISCARD int mb_step_pair(struct mb_cfg *c,
+                                             const ssock_tls_options *o,
+                                             char *err, size_t errlen)
+{
+    char eb[200];
+    int ret;
+
+#if MBEDTLS_VERSION_MAJOR >= 3
+    ret = mbedtls_pk_check_pair(&c->chain.pk, &c->key, mb_rng, c);
+#else
+    ret = mbedtls_pk_check_pair(&c->chain.pk, &c->key);
+#endif
+    if (ret == 0)
+        return 0;
+    mb_errf(err, errlen, "key '%s' does not match certificate '%s': %s",
+            label(o->key_file), label(o->cert_file),
+            mb_strerror(ret, eb, sizeof eb));
+    return SSOCK_EKEYMISMATCH;
+}
+
+/* The CA bundle client certificates must chain to (optional). */
+static SSOCK__TLS_NODISCARD int mb_step_ca(struct mb_cfg *c,
+                                           const ssock_tls_options *o,
+                                           char *err, size_t errlen)
+{
+    int rc;
+
+    if (o->ca_mem == NULL)
+        return 0;
+    rc = mb_parse_crts(&c->ca, "CA", o->ca_file, o->ca_mem, o->ca_len, err,
+                       errlen);
+    if (rc == 0 && o->verify_client == SSOCK_TLS_VERIFY_NONE)
+        mb_warn(err, errlen, "CA '%s' is unused: verify_client is none",
+                label(o->ca_file));
+    return rc;
+}
+
+/* Defaults, RNG, versions, suites, groups; no renegotiation, no PSK; no
+ * session cache and no ticket callbacks are installed: no resumption. */
+static SSOCK__TLS_NODISCARD int
+mb_step_versions_suites(struct mb_cfg *c, const ssock_tls_options *o, char *err,
+                        size_t errlen)
+{
+    char eb[200];
+    int ret;
+
+    ret = mbedtls_ssl_config_defaults(&c->conf, MBEDTLS_SSL_IS_SERVER,
+                                      MBEDTLS_SSL_TRANSPORT_STREAM,
+                                      MBEDTLS_SSL_PRESET_DEFAULT);
+    if (ret != 0) {
+        mb_errf(err, errlen, "mbedtls_ssl_config_defaults: %s",
+                mb_strerror(ret, eb, sizeof eb));
+        return SSOCK_ETLSCONFIG;
+    }
+    mbedtls_ssl_conf_rng(&c->conf, mb_rng, c);
+#if MBEDTLS_VERSION_MAJOR >= 3
+    mbedtls_ssl_conf_min_tls_version(&c->conf,
+                                     o->min_version == SSOCK_TLS_VERSION_1_3
+                                         ? MBEDTLS_SSL_VERSION_TLS1_3
+                                         : MBEDTLS_SSL_VERSION_TLS1_2);
+#else
+    (void)o;
+    mbedtls_ssl_conf_min_version(&c->conf, MBEDTLS_SSL_MAJOR_VERSION_3,
+                                 MBEDTLS_SSL_MINOR_VERSION_3);
+    mbedtls_ssl_conf_max_version(&c->conf, MBEDTLS_SSL_MAJOR_VERSION_3,
+                                 MBEDTLS_SSL_MINOR_VERSION_3);
+#endif
+    mbedtls_ssl_conf_ciphersuites(&c->conf, mb_suites);
+#if MBEDTLS_VERSION_NUMBER >= 0x03010000
+    mbedtls_ssl_conf_groups(&c->conf, mb_groups);
+#else
+    mbedtls_ssl_conf_curves(&c->conf, mb_curves);
+#endif
+#if defined(MBEDTLS_SSL_RENEGOTIATION)
+    mbedtls_ssl_conf_renegotiation(&c->conf,
+                                   MBEDTLS_SSL_RENEGOTIATION_DISABLED);
+#endif
+#if MB_HAVE_TLS13
+    /* (EC)DHE only: no PSK modes (there is no PSK and no ticket anyway). */
+    mbedtls_ssl_conf_tls13_key_exchange_modes(
+        &c->conf, MBEDTLS_SSL_TLS1_3_KEY_EXCHANGE_MODE_EPHEMERAL);
+#endif
+    return 0;
+}
+
+/* Client certificates: mode and CA; then our own chain and key. */
+static SSOCK__TLS_NODISCARD int mb_step_verification(struct mb_cfg *c,
+                                                     const ssock_tls_options *o,
+                                                     char *err, size_t errlen)
+{
+    char eb[200];
+    int ret;
+
+    mbedtls_ssl_conf_authmode(&c->conf,
+                              o->verify_client == SSOCK_TLS_VERIFY_REQUIRED
+                                  ? MBEDTLS_SSL_VERIFY_REQUIRED
+                              : o->verify_client == SSOCK_TLS_VERIFY_OPTIONAL
+                                  ? MBEDTLS_SSL_VERIFY_OPTIONAL
+                                  : MBEDTLS_SSL_VERIFY_NONE);
+    if (o->ca_mem != NULL)
+        mbedtls_ssl_conf_ca_chain(&c->conf, &c->ca, NULL);
+    ret = mbedtls_ssl_conf_own_cert(&c->conf, &c->chain, &c->key);
+    if (ret != 0) {
+        mb_errf(err, errlen, "mbedtls_ssl_conf_own_cert: %s",
+                mb_strerror(ret, eb, sizeof eb));
+        return SSOCK_ENOMEM;
+    }
+    return 0;
+}
+
+/* ALPN list (server's order) and the SNI callback (stores per session). */
+static SSOCK__TLS_NODISCARD int mb_step_alpn_sni(struct mb_cfg *c,
+                                                 const ssock_tls_options *o,
+                                                 char *err, size_t errlen)
+{
+    char eb[200];
+    int ret;
+
+    if (o->alpn_count > 0) {
+        if (mb_copy_alpn(c, o) != 0) {
+            mb_errf(err, errlen, "out of memory");
+            return SSOCK_ENOMEM;
+        }
+        ret = mbedtls_ssl_conf_alpn_protocols(&c->conf, (const char **)c->alpn);
+        if (ret != 0) {
+            mb_errf(err, errlen, "ALPN list: %s",
+                    mb_strerror(ret, eb, sizeof eb));
+            return SSOCK_ETLSCONFIG;
+        }
+    }
+    mbedtls_ssl_conf_sni(&c->conf, mb_sni, NULL);
+    return 0;
+}
+
 static int mb_config_new(const ssock_tls_options *o, void **bcfg, char *err,
                          size_t errlen)
 {
-    static const char pers[] = "ssock mbedtls config";
     struct mb_cfg *c = NULL;
-    char eb[200];
-    int ret, rc = 0;
+    int rc;
 
     *bcfg = NULL;
     err[0] = '\0';
@@ -386,6 +602,7 @@ static int mb_config_new(const ssock_tls_options *o, void **bcfg, char *err,
         return SSOCK_EVERSION;
     }
 #if MB_NEED_PSA
+    /* process-global, idempotent and locked in 3.6: see the top */
     if (psa_crypto_init() != PSA_SUCCESS) {
         mb_errf(err, errlen, "psa_crypto_init failed");
         return SSOCK_ETLSCONFIG;
@@ -405,136 +622,27 @@ static int mb_config_new(const ssock_tls_options *o, void **bcfg, char *err,
     mbedtls_entropy_init(&c->entropy);
     mbedtls_ctr_drbg_init(&c->drbg);
 
-    ret = !c->shared_drbg
-              ? 0
-              : mbedtls_ctr_drbg_seed(&c->drbg, mbedtls_entropy_func,
-                                      &c->entropy, (const unsigned char *)pers,
-                                      sizeof pers - 1);
-    if (ret != 0) {
-        mb_errf(err, errlen, "seeding the DRBG failed: %s",
-                mb_strerror(ret, eb, sizeof eb));
-        rc = SSOCK_ETLSCONFIG;
-        goto out;
+    rc = mb_step_rng(c, err, errlen);
+    if (rc == 0)
+        rc = mb_step_chain(c, o, err, errlen);
+    if (rc == 0)
+        rc = mb_step_key(c, o, err, errlen);
+    if (rc == 0)
+        rc = mb_step_pair(c, o, err, errlen);
+    if (rc == 0)
+        rc = mb_check_times(&c->chain, o, err, errlen); /* dates */
+    if (rc == 0)
+        rc = mb_step_ca(c, o, err, errlen);
+    if (rc == 0)
+        rc = mb_step_versions_suites(c, o, err, errlen);
+    if (rc == 0)
+        rc = mb_step_verification(c, o, err, errlen);
+    if (rc == 0)
+        rc = mb_step_alpn_sni(c, o, err, errlen);
+    if (rc == 0) {
+        *bcfg = c;
+        c = NULL;
     }
-
-    /* Certificate chain, key, pair check, dates. */
-    rc = mb_parse_crts(&c->chain, "certificate", o->cert_file, o->cert_mem,
-                       o->cert_len, err, errlen);
-    if (rc != 0)
-        goto out;
-#if MBEDTLS_VERSION_MAJOR >= 3
-    ret = mbedtls_pk_parse_key(&c->key, o->key_mem,
-                               is_pem(o->key_mem) ? o->key_len + 1 : o->key_len,
-                               NULL, 0, mb_rng, c);
-#else
-    ret = mbedtls_pk_parse_key(&c->key, o->key_mem,
-                               is_pem(o->key_mem) ? o->key_len + 1 : o->key_len,
-                               NULL, 0);
-#endif
-    if (ret != 0) {
-        if (ret == MBEDTLS_ERR_PK_PASSWORD_REQUIRED)
-            mb_errf(err, errlen,
-                    "key '%s': encrypted private keys are not supported",
-                    label(o->key_file));
-        else
-            mb_errf(err, errlen, "key '%s': %s", label(o->key_file),
-                    mb_strerror(ret, eb, sizeof eb));
-        rc = ret == MBEDTLS_ERR_PK_ALLOC_FAILED ? SSOCK_ENOMEM
-                                                : SSOCK_ECERTPARSE;
-        goto out;
-    }
-#if MBEDTLS_VERSION_MAJOR >= 3
-    ret = mbedtls_pk_check_pair(&c->chain.pk, &c->key, mb_rng, c);
-#else
-    ret = mbedtls_pk_check_pair(&c->chain.pk, &c->key);
-#endif
-    if (ret != 0) {
-        mb_errf(err, errlen, "key '%s' does not match certificate '%s': %s",
-                label(o->key_file), label(o->cert_file),
-                mb_strerror(ret, eb, sizeof eb));
-        rc = SSOCK_EKEYMISMATCH;
-        goto out;
-    }
-    rc = mb_check_times(&c->chain, o, err, errlen);
-    if (rc != 0)
-        goto out;
-
-    if (o->ca_mem != NULL) {
-        rc = mb_parse_crts(&c->ca, "CA", o->ca_file, o->ca_mem, o->ca_len, err,
-                           errlen);
-        if (rc != 0)
-            goto out;
-        if (o->verify_client == SSOCK_TLS_VERIFY_NONE)
-            mb_warn(err, errlen, "CA '%s' is unused: verify_client is none",
-                    label(o->ca_file));
-    }
-
-    ret = mbedtls_ssl_config_defaults(&c->conf, MBEDTLS_SSL_IS_SERVER,
-                                      MBEDTLS_SSL_TRANSPORT_STREAM,
-                                      MBEDTLS_SSL_PRESET_DEFAULT);
-    if (ret != 0) {
-        mb_errf(err, errlen, "mbedtls_ssl_config_defaults: %s",
-                mb_strerror(ret, eb, sizeof eb));
-        rc = SSOCK_ETLSCONFIG;
-        goto out;
-    }
-    mbedtls_ssl_conf_rng(&c->conf, mb_rng, c);
-#if MBEDTLS_VERSION_MAJOR >= 3
-    mbedtls_ssl_conf_min_tls_version(&c->conf,
-                                     o->min_version == SSOCK_TLS_VERSION_1_3
-                                         ? MBEDTLS_SSL_VERSION_TLS1_3
-                                         : MBEDTLS_SSL_VERSION_TLS1_2);
-#else
-    mbedtls_ssl_conf_min_version(&c->conf, MBEDTLS_SSL_MAJOR_VERSION_3,
-                                 MBEDTLS_SSL_MINOR_VERSION_3);
-    mbedtls_ssl_conf_max_version(&c->conf, MBEDTLS_SSL_MAJOR_VERSION_3,
-                                 MBEDTLS_SSL_MINOR_VERSION_3);
-#endif
-    mbedtls_ssl_conf_ciphersuites(&c->conf, mb_suites);
-#if MBEDTLS_VERSION_NUMBER >= 0x03010000
-    mbedtls_ssl_conf_groups(&c->conf, mb_groups);
-#else
-    mbedtls_ssl_conf_curves(&c->conf, mb_curves);
-#endif
-#if defined(MBEDTLS_SSL_RENEGOTIATION)
-    mbedtls_ssl_conf_renegotiation(&c->conf,
-                                   MBEDTLS_SSL_RENEGOTIATION_DISABLED);
-#endif
-    /* No session cache and no ticket callbacks are installed: no resumption. */
-    mbedtls_ssl_conf_authmode(&c->conf,
-                              o->verify_client == SSOCK_TLS_VERIFY_REQUIRED
-                                  ? MBEDTLS_SSL_VERIFY_REQUIRED
-                              : o->verify_client == SSOCK_TLS_VERIFY_OPTIONAL
-                                  ? MBEDTLS_SSL_VERIFY_OPTIONAL
-                                  : MBEDTLS_SSL_VERIFY_NONE);
-    if (o->ca_mem != NULL)
-        mbedtls_ssl_conf_ca_chain(&c->conf, &c->ca, NULL);
-    ret = mbedtls_ssl_conf_own_cert(&c->conf, &c->chain, &c->key);
-    if (ret != 0) {
-        mb_errf(err, errlen, "mbedtls_ssl_conf_own_cert: %s",
-                mb_strerror(ret, eb, sizeof eb));
-        rc = SSOCK_ENOMEM;
-        goto out;
-    }
-    if (o->alpn_count > 0) {
-        rc = mb_copy_alpn(c, o);
-        if (rc != 0) {
-            mb_errf(err, errlen, "out of memory");
-            goto out;
-        }
-        ret = mbedtls_ssl_conf_alpn_protocols(&c->conf, (const char **)c->alpn);
-        if (ret != 0) {
-            mb_errf(err, errlen, "ALPN list: %s",
-                    mb_strerror(ret, eb, sizeof eb));
-            rc = SSOCK_ETLSCONFIG;
-            goto out;
-        }
-    }
-    /* The SNI callback is installed per config but stores per session. */
-    mbedtls_ssl_conf_sni(&c->conf, mb_sni, NULL);
-    *bcfg = c;
-    c = NULL;
-out:
     mb_config_free(c);
     return rc;
 }
@@ -586,6 +694,22 @@ static int mb_recv(void *ctx, unsigned char *buf, size_t len)
     return MBEDTLS_ERR_NET_RECV_FAILED;
 }
 
+/* extendedKeyUsage absent, or listing clientAuth. Unlike
+ * mbedtls_x509_crt_check_extended_key_usage(), anyExtendedKeyUsage alone
+ * is not enough: OpenSSL's "ssl_client" purpose refuses it too, and both
+ * backends must give the same verdict. */
+static int mb_eku_allows_client(const mbedtls_x509_crt *crt)
+{
+    const mbedtls_x509_sequence *cur;
+
+    if (crt->ext_key_usage.buf.p == NULL)
+        return 1; /* no extendedKeyUsage extension */
+    for (cur = &crt->ext_key_usage; cur != NULL; cur = cur->next)
+        if (MBEDTLS_OID_CMP(MBEDTLS_OID_CLIENT_AUTH, &cur->buf) == 0)
+            return 1;
+    return 0;
+}
+
 /* Client chain verification (per session, so the flags can be kept for the
  * error text). A non-zero return makes mbedTLS fail the handshake even in
  * OPTIONAL mode, which gives SSOCK_TLS_VERIFY_OPTIONAL its meaning: no
@@ -594,8 +718,18 @@ static int mb_verify(void *p, mbedtls_x509_crt *crt, int depth, uint32_t *flags)
 {
     struct mb_sess *s = p;
 
-    (void)crt;
-    (void)depth;
+    /* The leaf's usage, checked here so that OPTIONAL refuses it too
+     * (mbedTLS's own check after this callback only sets verify_result in
+     * OPTIONAL mode), with the OpenSSL backend's verdict: keyUsage, when
+     * present, must allow digitalSignature (CertificateVerify is signed);
+     * extendedKeyUsage, when present, must list clientAuth. */
+    if (depth == 0) {
+        if (mbedtls_x509_crt_check_key_usage(
+                crt, MBEDTLS_X509_KU_DIGITAL_SIGNATURE) != 0)
+            *flags |= MBEDTLS_X509_BADCERT_KEY_USAGE;
+        if (!mb_eku_allows_client(crt))
+            *flags |= MBEDTLS_X509_BADCERT_EXT_KEY_USAGE;
+    }
     s->vflags |= *flags;
     return *flags != 0 ? MBEDTLS_ERR_X509_CERT_VERIFY_FAILED : 0;
 }
@@ -702,6 +836,21 @@ static int mb_handshake(void *p)
     return ret;
 }
 
+#if MB_HAVE_TLS13
+/* Is the record mbedTLS just refused a TLS 1.3 KeyUpdate (type 24)? It is
+ * still in the input buffer (private fields: read only, for the message). */
+static int mb_is_key_update(const struct mb_sess *s)
+{
+    const mbedtls_ssl_context *ssl = &s->ssl;
+
+    return mbedtls_ssl_get_version_number(ssl) == MBEDTLS_SSL_VERSION_TLS1_3 &&
+           ssl->MBEDTLS_PRIVATE(in_msgtype) == MBEDTLS_SSL_MSG_HANDSHAKE &&
+           ssl->MBEDTLS_PRIVATE(in_msg) != NULL &&
+           ssl->MBEDTLS_PRIVATE(in_msglen) >= 1 &&
+           ssl->MBEDTLS_PRIVATE(in_msg)[0] == 24;
+}
+#endif
+
 static int mb_read(void *p, void *buf, size_t len, size_t *n)
 {
     struct mb_sess *s = p;
@@ -713,12 +862,46 @@ static int mb_read(void *p, void *buf, size_t len, size_t *n)
     if (len > INT_MAX)
         len = INT_MAX;
     s->io_errno = 0;
-    ret = mbedtls_ssl_read(&s->ssl, buf, len);
+    /* 0 from mbedtls_ssl_read() is an empty application_data record (the
+     * transport's EOF comes back as MBEDTLS_ERR_SSL_CONN_EOF), not the end
+     * of the stream: read on. Each round reads a new record through the
+     * transport (so the caller's read budget still applies), and mbedTLS
+     * itself refuses a fourth empty record in a row; the bound is only a
+     * belt. */
+    for (int empty = 0;; empty++) {
+        ret = mbedtls_ssl_read(&s->ssl, buf, len);
+        if (ret != 0 || s->eof)
+            break;
+        s->empty_records = 1;
+        if (empty >= 16)
+            return SSOCK__TLS_WANT_READ;
+    }
     if (ret > 0) {
+        s->empty_records = 0;
         *n = (size_t)ret;
         return 0;
     }
-    return mb_result(s, ret);
+#if MB_HAVE_TLS13
+    if (ret == MBEDTLS_ERR_SSL_UNEXPECTED_MESSAGE && mb_is_key_update(s)) {
+        (void)snprintf(s->err, sizeof s->err,
+                       "the peer sent a TLS 1.3 KeyUpdate, which mbedTLS %s "
+                       "does not support: connection failed (the OpenSSL "
+                       "backend supports it)",
+                       MBEDTLS_VERSION_STRING);
+        return SSOCK_ETLS;
+    }
+#endif
+    ret = mb_result(s, ret);
+    if (ret == SSOCK_ETLS && s->empty_records) {
+        /* mbedTLS 2.28 reports its empty-record limit as a bad MAC */
+        char was[160];
+
+        (void)snprintf(was, sizeof was, "%.159s", s->err);
+        (void)snprintf(s->err, sizeof s->err,
+                       "too many empty records from the peer (mbedTLS: %s)",
+                       was);
+    }
+    return ret;
 }
 
 static int mb_write(void *p, const void *buf, size_t len, size_t *n)
@@ -789,6 +972,29 @@ static void mb_session_free(void *p)
     free(s);
 }
 
+/* The whole subject, however long: mbedtls_x509_dn_gets() only says
+ * "buffer too small", so grow until it fits (a certificate is at most a
+ * few KiB, so its DN formats to less than 64 KiB). NULL on failure. */
+static char *mb_subject(const mbedtls_x509_name *dn)
+{
+    size_t cap;
+
+    for (cap = 256; cap <= 65536; cap *= 2) {
+        char *buf = malloc(cap);
+        int r;
+
+        if (buf == NULL)
+            return NULL;
+        r = mbedtls_x509_dn_gets(buf, cap, dn);
+        if (r >= 0 && (size_t)r + 1 < cap)
+            return buf;
+        free(buf);
+        if (r != MBEDTLS_ERR_X509_BUFFER_TOO_SMALL && r < 0)
+            return NULL;
+    }
+    return NULL;
+}
+
 static void mb_info(void *p, struct ssock__tls_info *out)
 {
     struct mb_sess *s = p;
@@ -803,22 +1009,25 @@ static void mb_info(void *p, struct ssock__tls_info *out)
         size_t i;
 
         s->info_ready = 1;
-        /* mbedTLS names are the IANA names with '-' for '_' */
+        /* mbedTLS names are the IANA names with '-' for '_', except the
+         * TLS 1.3 ones, "TLS1-3-AES-128-GCM-SHA256" for IANA's
+         * "TLS_AES_128_GCM_SHA256" */
         if (cs != NULL) {
-            for (i = 0; cs[i] != '\0' && i + 1 < sizeof s->cipher; i++)
-                s->cipher[i] = cs[i] == '-' ? '_' : cs[i];
-            s->cipher[i] = '\0';
+            size_t o = 0;
+
+            if (strncmp(cs, "TLS1-3-", 7) == 0) {
+                memcpy(s->cipher, "TLS_", 4);
+                o = 4;
+                cs += 7;
+            }
+            for (i = 0; cs[i] != '\0' && o + 1 < sizeof s->cipher; i++)
+                s->cipher[o++] = cs[i] == '-' ? '_' : cs[i];
+            s->cipher[o] = '\0';
         }
         peer = mbedtls_ssl_get_peer_cert(&s->ssl);
         if (peer != NULL && s->cfg->verify != SSOCK_TLS_VERIFY_NONE &&
-            mbedtls_ssl_get_verify_result(&s->ssl) == 0) {
-            s->subject = malloc(512);
-            if (s->subject != NULL &&
-                mbedtls_x509_dn_gets(s->subject, 512, &peer->subject) < 0) {
-                free(s->subject);
-                s->subject = NULL;
-            }
-        }
+            mbedtls_ssl_get_verify_result(&s->ssl) == 0)
+            s->subject = mb_subject(&peer->subject);
     }
     out->version = mbedtls_ssl_get_version(&s->ssl);
     out->cipher = s->cipher[0] != '\0' ? s->cipher : NULL;

@@ -1,12 +1,20 @@
 /*
  * tls_openssl.c — the OpenSSL 3 backend.
  *
- * The transport is a custom BIO (one BIO_METHOD per configuration) over the
- * ssock__tls_io callbacks, so every byte goes through the library's own
- * send (MSG_NOSIGNAL) and recv. No process-wide state is changed beyond
- * OpenSSL's own automatic initialisation; nothing is printed (the error
- * queue is drained into our buffers); PEM reading never prompts for a
- * password.
+ * The transport is a custom BIO over the ssock__tls_io callbacks, so every
+ * byte goes through the library's own send (MSG_NOSIGNAL) and recv. No
+ * process-wide state is changed beyond OpenSSL's own automatic
+ * initialisation; nothing is printed (the error queue is drained into our
+ * buffers); PEM reading never prompts for a password.
+ *
+ * The one process-wide object: the BIO_METHOD of that custom BIO. It is
+ * created once per process, on the first configuration, under
+ * pthread_once(), is never changed afterwards (immutable: only read by
+ * BIO_new), and is never freed (it is a few dozen bytes, released with the
+ * process). One per configuration would be wrong: BIO_get_new_index()
+ * hands out process-wide indexes that are never given back, and OpenSSL 3
+ * refuses indexes above 255 (BIO_TYPE_MASK), so a process that built and
+ * freed a few hundred configurations could no longer build one.
  *
  * Threads: the SSL_CTX is immutable after config_new and shared by all
  * sessions (OpenSSL 3 is thread-safe for that). The error queue is
@@ -28,6 +36,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <pthread.h>
+
 #include <openssl/bio.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
@@ -41,7 +51,6 @@
 
 struct os_cfg {
     SSL_CTX *ctx;
-    BIO_METHOD *meth;
     unsigned char *alpn; /* wire format: length-prefixed names */
     unsigned int alpn_len;
     int verify;
@@ -349,6 +358,39 @@ static int os_bio_read(BIO *b, char *buf, size_t len, size_t *readbytes)
     return 0;
 }
 
+static long os_bio_ctrl(BIO *b, int cmd, long num, void *ptr);
+
+/* The process-wide BIO_METHOD (see the top of this file): written once
+ * inside pthread_once, read-only afterwards; pthread_once orders the write
+ * before every reader that went through os_bio_method(). */
+static pthread_once_t os_meth_once = PTHREAD_ONCE_INIT;
+static BIO_METHOD *os_meth;
+
+static void os_meth_make(void)
+{
+    int idx = BIO_get_new_index();
+    BIO_METHOD *m =
+        idx > 0 ? BIO_meth_new(idx | BIO_TYPE_SOURCE_SINK, "ssock io") : NULL;
+
+    if (m != NULL && (!BIO_meth_set_write_ex(m, os_bio_write) ||
+                      !BIO_meth_set_read_ex(m, os_bio_read) ||
+                      !BIO_meth_set_ctrl(m, os_bio_ctrl))) {
+        BIO_meth_free(m);
+        m = NULL;
+    }
+    ERR_clear_error();
+    os_meth = m;
+}
+
+/* The shared BIO_METHOD, or NULL if OpenSSL could not make it (out of
+ * memory at the first call; then every config fails with SSOCK_ENOMEM). */
+static const BIO_METHOD *os_bio_method(void)
+{
+    if (pthread_once(&os_meth_once, os_meth_make) != 0)
+        return NULL;
+    return os_meth;
+}
+
 static long os_bio_ctrl(BIO *b, int cmd, long num, void *ptr)
 {
     struct os_sess *s = BIO_get_data(b);
@@ -384,6 +426,40 @@ static int os_alpn_cb(SSL *ssl, const unsigned char **out,
     return SSL_TLSEXT_ERR_OK;
 }
 
+/*
+ * Client certificate usage, the same verdict as the mbedTLS backend: a
+ * leaf whose keyUsage extension exists must allow digitalSignature (the
+ * client signs CertificateVerify with it), and one whose extendedKeyUsage
+ * exists must list clientAuth (anyExtendedKeyUsage alone is not enough,
+ * as in OpenSSL's own purpose check). OpenSSL's own
+ * "ssl_client" purpose check already refuses the EKU case, but it accepts
+ * a keyAgreement-only keyUsage; this callback makes the rule explicit and
+ * the same on both backends.
+ */
+static int os_verify_cb(int ok, X509_STORE_CTX *x)
+{
+    X509 *cert;
+    uint32_t fl;
+
+    if (!ok || X509_STORE_CTX_get_error_depth(x) != 0)
+        return ok;
+    cert = X509_STORE_CTX_get_current_cert(x);
+    if (cert == NULL)
+        return ok;
+    fl = X509_get_extension_flags(cert);
+    if ((fl & EXFLAG_KUSAGE) != 0 &&
+        (X509_get_key_usage(cert) & KU_DIGITAL_SIGNATURE) == 0) {
+        X509_STORE_CTX_set_error(x, X509_V_ERR_KEYUSAGE_NO_DIGITAL_SIGNATURE);
+        return 0;
+    }
+    if ((fl & EXFLAG_XKUSAGE) != 0 &&
+        (X509_get_extended_key_usage(cert) & XKU_SSL_CLIENT) == 0) {
+        X509_STORE_CTX_set_error(x, X509_V_ERR_INVALID_PURPOSE);
+        return 0;
+    }
+    return ok;
+}
+
 static int os_sni_cb(SSL *ssl, int *al, void *arg)
 {
     struct os_sess *s = SSL_get_app_data(ssl);
@@ -415,7 +491,6 @@ static void os_config_free(void *p)
     if (c == NULL)
         return;
     SSL_CTX_free(c->ctx);
-    BIO_meth_free(c->meth);
     free(c->alpn);
     free(c);
 }
@@ -458,7 +533,8 @@ static SSOCK__TLS_NODISCARD int os_setup_ctx(struct os_cfg *c,
                ? SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT
            : o->verify_client == SSOCK_TLS_VERIFY_OPTIONAL ? SSL_VERIFY_PEER
                                                            : SSL_VERIFY_NONE;
-    SSL_CTX_set_verify(ctx, mode, NULL);
+    SSL_CTX_set_verify(ctx, mode,
+                       mode != SSL_VERIFY_NONE ? os_verify_cb : NULL);
     SSL_CTX_set_tlsext_servername_callback(ctx, os_sni_cb);
     return 0;
 }
@@ -484,14 +560,108 @@ static SSOCK__TLS_NODISCARD int os_copy_alpn(struct os_cfg *c,
     return 0;
 }
 
+/*
+ * config_new, one named step per concern (versions, suites and
+ * verification are os_setup_ctx above). Each returns 0 or a negative
+ * SSOCK_E* with the message in err; the first failure wins.
+ */
+
+/* The key belongs to the leaf certificate. */
+static SSOCK__TLS_NODISCARD int os_step_pair(X509 *leaf, EVP_PKEY *pk,
+                                             const ssock_tls_options *o,
+                                             char *err, size_t errlen)
+{
+    if (X509_check_private_key(leaf, pk) == 1)
+        return 0;
+    os_errf(err, errlen,
+            "key '%s' does not match certificate '%s': ", label(o->key_file),
+            label(o->cert_file));
+    os_drain(err, errlen, "key values mismatch");
+    return SSOCK_EKEYMISMATCH;
+}
+
+/* Our chain and key into the SSL_CTX (security level checks happen here). */
+static SSOCK__TLS_NODISCARD int
+os_step_own_cert(struct os_cfg *c, STACK_OF(X509) * chain, EVP_PKEY *pk,
+                 const ssock_tls_options *o, char *err, size_t errlen)
+{
+    int i;
+
+    if (SSL_CTX_use_certificate(c->ctx, sk_X509_value(chain, 0)) != 1) {
+        os_errf(err, errlen, "certificate '%s' refused: ", label(o->cert_file));
+        os_drain(err, errlen, "unknown reason");
+        return SSOCK_ETLSCONFIG;
+    }
+    for (i = 1; i < sk_X509_num(chain); i++) {
+        if (SSL_CTX_add1_chain_cert(c->ctx, sk_X509_value(chain, i)) != 1) {
+            os_errf(err, errlen, "certificate '%s' (#%d in chain) refused: ",
+                    label(o->cert_file), i);
+            os_drain(err, errlen, "unknown reason");
+            return SSOCK_ETLSCONFIG;
+        }
+    }
+    if (SSL_CTX_use_PrivateKey(c->ctx, pk) != 1 ||
+        SSL_CTX_check_private_key(c->ctx) != 1) {
+        os_errf(err, errlen, "key '%s' refused: ", label(o->key_file));
+        os_drain(err, errlen, "unknown reason");
+        return SSOCK_EKEYMISMATCH;
+    }
+    return 0;
+}
+
+/* The CA bundle: trust store for client certificates and the acceptable
+ * CA list sent to clients (optional). */
+static SSOCK__TLS_NODISCARD int os_step_ca(struct os_cfg *c,
+                                           const ssock_tls_options *o,
+                                           char *err, size_t errlen)
+{
+    STACK_OF(X509) *ca = NULL;
+    X509_STORE *store = SSL_CTX_get_cert_store(c->ctx);
+    int i, rc;
+
+    if (o->ca_mem == NULL)
+        return 0;
+    rc =
+        os_parse_crts(&ca, "CA", o->ca_file, o->ca_mem, o->ca_len, err, errlen);
+    for (i = 0; rc == 0 && i < sk_X509_num(ca); i++) {
+        X509 *x = sk_X509_value(ca, i);
+
+        if (X509_STORE_add_cert(store, x) != 1 ||
+            SSL_CTX_add_client_CA(c->ctx, x) != 1) {
+            os_errf(err, errlen, "CA '%s' (#%d): ", label(o->ca_file), i);
+            os_drain(err, errlen, "refused");
+            rc = SSOCK_ETLSCONFIG;
+        }
+    }
+    sk_X509_pop_free(ca, X509_free);
+    if (rc == 0 && o->verify_client == SSOCK_TLS_VERIFY_NONE)
+        os_append(err, errlen, "%sCA '%s' is unused: verify_client is none",
+                  err[0] != '\0' ? "\n" : "", label(o->ca_file));
+    return rc;
+}
+
+/* ALPN list (server's order). */
+static SSOCK__TLS_NODISCARD int os_step_alpn(struct os_cfg *c,
+                                             const ssock_tls_options *o,
+                                             char *err, size_t errlen)
+{
+    if (o->alpn_count == 0)
+        return 0;
+    if (os_copy_alpn(c, o) != 0) {
+        os_errf(err, errlen, "out of memory");
+        return SSOCK_ENOMEM;
+    }
+    SSL_CTX_set_alpn_select_cb(c->ctx, os_alpn_cb, c);
+    return 0;
+}
+
 static int os_config_new(const ssock_tls_options *o, void **bcfg, char *err,
                          size_t errlen)
 {
-    STACK_OF(X509) *chain = NULL, *ca = NULL;
+    STACK_OF(X509) *chain = NULL;
     EVP_PKEY *pk = NULL;
     struct os_cfg *c = NULL;
-    X509 *leaf;
-    int i, rc = 0, idx;
+    int rc;
 
     *bcfg = NULL;
     err[0] = '\0';
@@ -503,8 +673,11 @@ static int os_config_new(const ssock_tls_options *o, void **bcfg, char *err,
     }
 #endif
     c = calloc(1, sizeof *c);
-    if (c == NULL)
-        goto nomem;
+    if (c == NULL || os_bio_method() == NULL) {
+        free(c);
+        os_errf(err, errlen, "out of memory");
+        return SSOCK_ENOMEM;
+    }
     c->verify = o->verify_client;
     c->ctx = SSL_CTX_new(TLS_server_method());
     if (c->ctx == NULL) {
@@ -513,96 +686,29 @@ static int os_config_new(const ssock_tls_options *o, void **bcfg, char *err,
         rc = SSOCK_ENOMEM;
         goto out;
     }
-    idx = BIO_get_new_index();
-    c->meth =
-        idx > 0 ? BIO_meth_new(idx | BIO_TYPE_SOURCE_SINK, "ssock io") : NULL;
-    if (c->meth == NULL || !BIO_meth_set_write_ex(c->meth, os_bio_write) ||
-        !BIO_meth_set_read_ex(c->meth, os_bio_read) ||
-        !BIO_meth_set_ctrl(c->meth, os_bio_ctrl))
-        goto nomem;
-    rc = os_setup_ctx(c, o, err, errlen);
-    if (rc != 0)
-        goto out;
-
-    /* Certificate chain, key, pair check, dates. */
-    rc = os_parse_crts(&chain, "certificate", o->cert_file, o->cert_mem,
-                       o->cert_len, err, errlen);
-    if (rc != 0)
-        goto out;
-    rc = os_parse_key(&pk, o, err, errlen);
-    if (rc != 0)
-        goto out;
-    leaf = sk_X509_value(chain, 0);
-    if (X509_check_private_key(leaf, pk) != 1) {
-        os_errf(err, errlen, "key '%s' does not match certificate '%s': ",
-                label(o->key_file), label(o->cert_file));
-        os_drain(err, errlen, "key values mismatch");
-        rc = SSOCK_EKEYMISMATCH;
-        goto out;
+    rc = os_setup_ctx(c, o, err, errlen); /* versions, suites, verification */
+    if (rc == 0)                          /* chain */
+        rc = os_parse_crts(&chain, "certificate", o->cert_file, o->cert_mem,
+                           o->cert_len, err, errlen);
+    if (rc == 0) /* key */
+        rc = os_parse_key(&pk, o, err, errlen);
+    if (rc == 0)
+        rc = os_step_pair(sk_X509_value(chain, 0), pk, o, err, errlen);
+    if (rc == 0) /* dates */
+        rc = os_check_times(chain, o, err, errlen);
+    if (rc == 0)
+        rc = os_step_own_cert(c, chain, pk, o, err, errlen);
+    if (rc == 0)
+        rc = os_step_ca(c, o, err, errlen);
+    if (rc == 0)
+        rc = os_step_alpn(c, o, err, errlen);
+    if (rc == 0) {
+        *bcfg = c;
+        c = NULL;
     }
-    rc = os_check_times(chain, o, err, errlen);
-    if (rc != 0)
-        goto out;
-    if (SSL_CTX_use_certificate(c->ctx, leaf) != 1) {
-        os_errf(err, errlen, "certificate '%s' refused: ", label(o->cert_file));
-        os_drain(err, errlen, "unknown reason");
-        rc = SSOCK_ETLSCONFIG;
-        goto out;
-    }
-    for (i = 1; i < sk_X509_num(chain); i++) {
-        if (SSL_CTX_add1_chain_cert(c->ctx, sk_X509_value(chain, i)) != 1) {
-            os_errf(err, errlen, "certificate '%s' (#%d in chain) refused: ",
-                    label(o->cert_file), i);
-            os_drain(err, errlen, "unknown reason");
-            rc = SSOCK_ETLSCONFIG;
-            goto out;
-        }
-    }
-    if (SSL_CTX_use_PrivateKey(c->ctx, pk) != 1 ||
-        SSL_CTX_check_private_key(c->ctx) != 1) {
-        os_errf(err, errlen, "key '%s' refused: ", label(o->key_file));
-        os_drain(err, errlen, "unknown reason");
-        rc = SSOCK_EKEYMISMATCH;
-        goto out;
-    }
-
-    if (o->ca_mem != NULL) {
-        X509_STORE *store = SSL_CTX_get_cert_store(c->ctx);
-
-        rc = os_parse_crts(&ca, "CA", o->ca_file, o->ca_mem, o->ca_len, err,
-                           errlen);
-        if (rc != 0)
-            goto out;
-        for (i = 0; i < sk_X509_num(ca); i++) {
-            X509 *x = sk_X509_value(ca, i);
-
-            if (X509_STORE_add_cert(store, x) != 1 ||
-                SSL_CTX_add_client_CA(c->ctx, x) != 1) {
-                os_errf(err, errlen, "CA '%s' (#%d): ", label(o->ca_file), i);
-                os_drain(err, errlen, "refused");
-                rc = SSOCK_ETLSCONFIG;
-                goto out;
-            }
-        }
-        if (o->verify_client == SSOCK_TLS_VERIFY_NONE)
-            os_append(err, errlen, "%sCA '%s' is unused: verify_client is none",
-                      err[0] != '\0' ? "\n" : "", label(o->ca_file));
-    }
-    if (o->alpn_count > 0) {
-        if (os_copy_alpn(c, o) != 0)
-            goto nomem;
-        SSL_CTX_set_alpn_select_cb(c->ctx, os_alpn_cb, c);
-    }
-    *bcfg = c;
-    c = NULL;
-    goto out;
-nomem:
-    os_errf(err, errlen, "out of memory");
-    rc = SSOCK_ENOMEM;
 out:
     EVP_PKEY_free(pk);
     sk_X509_pop_free(chain, X509_free);
-    sk_X509_pop_free(ca, X509_free);
     os_config_free(c);
     ERR_clear_error();
     return rc;
@@ -626,7 +732,7 @@ static int os_session_new(void *bcfg, const struct ssock__tls_io *io,
     s->cfg = c;
     s->io = *io;
     s->ssl = SSL_new(c->ctx);
-    bio = s->ssl != NULL ? BIO_new(c->meth) : NULL;
+    bio = s->ssl != NULL ? BIO_new(os_bio_method()) : NULL;
     if (bio == NULL) {
         SSL_free(s->ssl);
         free(s);

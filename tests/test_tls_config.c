@@ -12,6 +12,13 @@
 
 #include <cmocka.h>
 
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
 #include "ssock/tls.h"
 #include "tls_backend.h"
 
@@ -129,6 +136,8 @@ static void test_options_init(void **state)
     assert_int_equal(o.handshake_timeout_ms, 10000);
     assert_int_equal(o.max_handshakes, 256);
     assert_int_equal(o.allow_expired_cert, 0);
+    assert_int_equal(o.max_handshakes_per_source, 0);
+    assert_int_equal(o.source_prefix_v6, 0);
     ssock_tls_options_init(NULL); /* no-op */
 }
 
@@ -259,6 +268,106 @@ static void test_missing_files(void **state)
     }
 }
 
+/* A FIFO (no writer) or a device as an input must not block
+ * ssock_tls_config_new(): SSOCK_EFILE at once with a clear message. The
+ * call runs on a thread; if it is still blocked after 5 s, the test opens
+ * the FIFO for writing (which unblocks an open() waiting for a writer)
+ * and fails. */
+struct fifo_call {
+    ssock_tls_options o;
+    int rc;
+    char err[SSOCK_TLS_ERRBUF_SIZE];
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int done;
+};
+
+static void *fifo_thread(void *arg)
+{
+    struct fifo_call *fc = arg;
+    ssock_tls_config *c = NULL;
+    int rc = ssock_tls_config_new(&c, &fc->o, fc->err, sizeof fc->err);
+
+    ssock_tls_config_free(c);
+    pthread_mutex_lock(&fc->mu);
+    fc->rc = rc;
+    fc->done = 1;
+    pthread_cond_signal(&fc->cv);
+    pthread_mutex_unlock(&fc->mu);
+    return NULL;
+}
+
+static void config_must_not_block(const ssock_tls_options *o, const char *fifo,
+                                  const char *needle)
+{
+    struct fifo_call fc;
+    struct timespec until;
+    pthread_t th;
+    int timed_out = 0;
+
+    memset(&fc, 0, sizeof fc);
+    fc.o = *o;
+    assert_int_equal(pthread_mutex_init(&fc.mu, NULL), 0);
+    assert_int_equal(pthread_cond_init(&fc.cv, NULL), 0);
+    assert_int_equal(pthread_create(&th, NULL, fifo_thread, &fc), 0);
+    assert_int_equal(clock_gettime(CLOCK_REALTIME, &until), 0);
+    until.tv_sec += 5;
+    pthread_mutex_lock(&fc.mu);
+    while (!fc.done && !timed_out)
+        if (pthread_cond_timedwait(&fc.cv, &fc.mu, &until) == ETIMEDOUT)
+            timed_out = !fc.done;
+    pthread_mutex_unlock(&fc.mu);
+    if (timed_out && fifo != NULL) {
+        int w = open(fifo, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+        if (w >= 0)
+            (void)close(w); /* the reader then sees EOF */
+    }
+    assert_int_equal(pthread_join(th, NULL), 0);
+    pthread_cond_destroy(&fc.cv);
+    pthread_mutex_destroy(&fc.mu);
+    if (timed_out)
+        fail_msg("ssock_tls_config_new() blocked on a FIFO for 5 s");
+    if (fc.rc != SSOCK_EFILE)
+        fail_msg("got %d, want SSOCK_EFILE; message: %s", fc.rc, fc.err);
+    if (strstr(fc.err, needle) == NULL)
+        fail_msg("message lacks \"%s\": %s", needle, fc.err);
+}
+
+static void test_special_files(void **state)
+{
+    char dir[] = "/tmp/ssock-fifo-XXXXXX";
+    char fifo[sizeof dir + 16];
+    ssock_tls_options o;
+
+    (void)state;
+    assert_non_null(mkdtemp(dir));
+    (void)snprintf(fifo, sizeof fifo, "%s/in.pem", dir);
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    FOR_EACH_BACKEND(b)
+    {
+        base_opts(&o, b);
+        o.cert_file = fifo;
+        config_must_not_block(&o, fifo, "not a regular file (a FIFO)");
+        base_opts(&o, b);
+        o.key_file = fifo;
+        config_must_not_block(&o, fifo, "key file");
+        base_opts(&o, b);
+        o.ca_file = fifo;
+        o.verify_client = SSOCK_TLS_VERIFY_REQUIRED;
+        config_must_not_block(&o, fifo, "CA file");
+
+        base_opts(&o, b);
+        o.cert_file = "/dev/zero";
+        config_must_not_block(&o, NULL,
+                              "not a regular file (a character device)");
+        base_opts(&o, b);
+        o.key_file = "/dev/null";
+        config_must_not_block(&o, NULL, "'/dev/null'");
+    }
+    assert_int_equal(unlink(fifo), 0);
+    assert_int_equal(rmdir(dir), 0);
+}
+
 static void test_garbage(void **state)
 {
     static const unsigned char junk[] = {0x30, 0x82, 0x01, 0x00, 0xde, 0xad,
@@ -349,6 +458,23 @@ static void test_cert_time(void **state)
     }
 }
 
+#if SSOCK_HAVE_MBEDTLS
+/* From the mbedTLS linked in (2.28 or 3.6), declared here so that this
+ * file does not depend on which mbedTLS headers are on the include path. */
+int mbedtls_version_check_feature(const char *feature);
+
+/* Does the mbedTLS in use have TLS 1.3 (3.6 as built by `make deps`)? */
+static int mbedtls_has_tls13(void)
+{
+    return mbedtls_version_check_feature("MBEDTLS_SSL_PROTO_TLS1_3") == 0;
+}
+#else
+static int mbedtls_has_tls13(void)
+{
+    return 0;
+}
+#endif
+
 static void test_versions(void **state)
 {
     ssock_tls_options o;
@@ -358,10 +484,10 @@ static void test_versions(void **state)
     {
         base_opts(&o, b);
         o.min_version = SSOCK_TLS_VERSION_1_3;
-        if (b == SSOCK_TLS_BACKEND_MBEDTLS)
-            expect(&o, SSOCK_EVERSION, "TLS 1.3");
+        if (b == SSOCK_TLS_BACKEND_MBEDTLS && !mbedtls_has_tls13())
+            expect(&o, SSOCK_EVERSION, "TLS 1.3"); /* 2.28 */
         else
-            expect(&o, 0, NULL);
+            expect(&o, 0, NULL); /* OpenSSL 3, mbedTLS 3.6 */
 
         base_opts(&o, b);
         o.min_version = 0x0302; /* TLS 1.1: never */
@@ -455,7 +581,75 @@ static void test_limits(void **state)
         expect(&o, SSOCK_ETLSCONFIG, NULL);
         o.max_handshakes = 1;
         expect(&o, 0, NULL);
+        o.max_handshakes = SSOCK_TLS_MAX_HANDSHAKES_LIMIT;
+        expect(&o, 0, NULL);
+        o.max_handshakes = SSOCK_TLS_MAX_HANDSHAKES_LIMIT + 1;
+        expect(&o, SSOCK_ETLSCONFIG, "max_handshakes must be <= 65536");
+        o.max_handshakes = 2147483647;
+        expect(&o, SSOCK_ETLSCONFIG, "max_handshakes");
     }
+    assert_int_equal(SSOCK_TLS_MAX_HANDSHAKES_LIMIT, 65536);
+}
+
+/* max_handshakes_per_source and source_prefix_v6: validation, defaults,
+ * normalised values behind the accessors the acceptor uses. */
+static void test_per_source(void **state)
+{
+    ssock_tls_options o;
+    ssock_tls_config *c = NULL;
+
+    (void)state;
+    assert_int_equal(SSOCK_TLS_DEFAULT_MAX_HANDSHAKES_PER_SOURCE, 64);
+    assert_int_equal(SSOCK_TLS_DEFAULT_SOURCE_PREFIX_V6, 64);
+    FOR_EACH_BACKEND(b)
+    {
+        base_opts(&o, b);
+        o.max_handshakes_per_source = -1;
+        expect(&o, SSOCK_ETLSCONFIG, "max_handshakes_per_source");
+        o.max_handshakes_per_source = -2147483647 - 1;
+        expect(&o, SSOCK_ETLSCONFIG, "max_handshakes_per_source");
+        o.max_handshakes_per_source = 1;
+        expect(&o, 0, NULL);
+
+        base_opts(&o, b);
+        o.source_prefix_v6 = -1;
+        expect(&o, SSOCK_ETLSCONFIG, "source_prefix_v6");
+        o.source_prefix_v6 = 129;
+        expect(&o, SSOCK_ETLSCONFIG, "source_prefix_v6");
+        o.source_prefix_v6 = 1;
+        expect(&o, 0, NULL);
+        o.source_prefix_v6 = 128;
+        expect(&o, 0, NULL);
+
+        /* Defaults: 0 stands for 64 / 64; never 0 behind the accessor. */
+        base_opts(&o, b);
+        assert_int_equal(ssock_tls_config_new(&c, &o, NULL, 0), 0);
+        assert_int_equal(ssock__tls_config_max_per_source(c), 64);
+        assert_int_equal(ssock__tls_config_source_prefix6(c), 64);
+        ssock_tls_config_free(c);
+
+        /* Explicit values kept. */
+        o.max_handshakes_per_source = 3;
+        o.source_prefix_v6 = 48;
+        assert_int_equal(ssock_tls_config_new(&c, &o, NULL, 0), 0);
+        assert_int_equal(ssock__tls_config_max_per_source(c), 3);
+        assert_int_equal(ssock__tls_config_source_prefix6(c), 48);
+        ssock_tls_config_free(c);
+
+        /* A per-source cap above the total cap is the total cap (the
+         * default 64 too, with a total of 5). */
+        o.max_handshakes = 5;
+        o.max_handshakes_per_source = 1000;
+        assert_int_equal(ssock_tls_config_new(&c, &o, NULL, 0), 0);
+        assert_int_equal(ssock__tls_config_max_per_source(c), 5);
+        ssock_tls_config_free(c);
+        o.max_handshakes_per_source = 0;
+        assert_int_equal(ssock_tls_config_new(&c, &o, NULL, 0), 0);
+        assert_int_equal(ssock__tls_config_max_per_source(c), 5);
+        ssock_tls_config_free(c);
+    }
+    assert_int_equal(ssock__tls_config_max_per_source(NULL), SSOCK_EINVAL);
+    assert_int_equal(ssock__tls_config_source_prefix6(NULL), SSOCK_EINVAL);
 }
 
 static void test_sources(void **state)
@@ -640,6 +834,7 @@ int main(void)
         cmocka_unit_test(test_unknown_backend),
         cmocka_unit_test(test_good_configs),
         cmocka_unit_test(test_missing_files),
+        cmocka_unit_test(test_special_files),
         cmocka_unit_test(test_garbage),
         cmocka_unit_test(test_mismatch),
         cmocka_unit_test(test_cert_time),
@@ -647,6 +842,7 @@ int main(void)
         cmocka_unit_test(test_alpn),
         cmocka_unit_test(test_verify_modes),
         cmocka_unit_test(test_limits),
+        cmocka_unit_test(test_per_source),
         cmocka_unit_test(test_sources),
         cmocka_unit_test(test_memory_loads),
         cmocka_unit_test(test_small_errbuf),

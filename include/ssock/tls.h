@@ -13,13 +13,15 @@
  *    when the last server and socket using it are freed. Building configs,
  *    freeing them and using one config from many threads at once are all
  *    thread-safe.
- *  - Two backends can be built in: mbedTLS (the default, targets the 2.28
- *    LTS API) and OpenSSL 3. The backend is chosen per configuration at run
- *    time. Nothing of either library appears in this header; which ones are
- *    built is in ssock/features.h and in ssock_tls_backend_available().
+ *  - Two backends can be built in: mbedTLS (the default; the 3.6 LTS API,
+ *    or the older 2.28 LTS) and OpenSSL 3. The backend is chosen per
+ *    configuration at run time. Nothing of either library appears in this
+ * header; which ones are built is in ssock/features.h and in
+ * ssock_tls_backend_available().
  *  - Strict defaults on both backends: TLS 1.2 or newer only;
  *    forward-secret AEAD cipher suites only (ECDHE-ECDSA / ECDHE-RSA with
- *    AES-GCM or CHACHA20-POLY1305, plus the TLS 1.3 suites on OpenSSL);
+ *    AES-GCM or CHACHA20-POLY1305, plus the TLS 1.3 suites on OpenSSL and
+ *    mbedTLS 3.6; TLS 1.3 with (EC)DHE key exchange only, no 0-RTT);
  *    key exchange groups X25519, P-256, P-384, P-521 (also the curves
  *    accepted for ECDSA client keys on mbedTLS); renegotiation, compression,
  *    session cache and session tickets all off.
@@ -67,7 +69,7 @@ extern "C" {
 typedef enum ssock_tls_backend_id {
     /** mbedTLS when it is built in, else OpenSSL. */
     SSOCK_TLS_BACKEND_DEFAULT = 0,
-    /** mbedTLS (2.28 LTS API; TLS 1.2 only). */
+    /** mbedTLS (3.6 LTS: TLS 1.2 and 1.3; or 2.28 LTS: TLS 1.2 only). */
     SSOCK_TLS_BACKEND_MBEDTLS = 1,
     /** OpenSSL 3 (TLS 1.2 and 1.3). */
     SSOCK_TLS_BACKEND_OPENSSL = 2
@@ -90,7 +92,12 @@ typedef enum ssock_tls_verify {
      * or the handshake fails. Needs a CA. */
     SSOCK_TLS_VERIFY_OPTIONAL = 1,
     /** A client certificate is required and must verify against the CA
-     * bundle, or the handshake fails. Needs a CA. */
+     * bundle, or the handshake fails. Needs a CA.
+     *
+     * With _OPTIONAL and _REQUIRED, both backends also refuse a client
+     * certificate whose keyUsage extension, when present, lacks
+     * digitalSignature, or whose extendedKeyUsage extension, when present,
+     * does not list clientAuth (anyExtendedKeyUsage alone is not enough). */
     SSOCK_TLS_VERIFY_REQUIRED = 2
 } ssock_tls_verify;
 
@@ -98,6 +105,16 @@ typedef enum ssock_tls_verify {
 #define SSOCK_TLS_DEFAULT_HANDSHAKE_TIMEOUT_MS 10000
 /** Default cap on handshakes in flight per server. */
 #define SSOCK_TLS_DEFAULT_MAX_HANDSHAKES 256
+/** Largest accepted ssock_tls_options.max_handshakes (a larger value is
+ * SSOCK_ETLSCONFIG). The pending set grows with use up to the cap; it is
+ * not allocated at its full size up front. */
+#define SSOCK_TLS_MAX_HANDSHAKES_LIMIT 65536
+/** Default cap on handshakes in flight per source address (see
+ * ssock_tls_options.max_handshakes_per_source). */
+#define SSOCK_TLS_DEFAULT_MAX_HANDSHAKES_PER_SOURCE 64
+/** Default IPv6 prefix length that makes one source (see
+ * ssock_tls_options.source_prefix_v6). */
+#define SSOCK_TLS_DEFAULT_SOURCE_PREFIX_V6 64
 /** An error buffer of this size holds any message the library writes
  * (longer messages, e.g. with long file names, are truncated, always
  * NUL-terminated). */
@@ -146,9 +163,9 @@ typedef struct ssock_tls_options {
     int verify_client;
 
     /** ssock_tls_version value; default SSOCK_TLS_VERSION_1_2. The highest
-     * version offered is the backend's highest (TLS 1.3 on OpenSSL, 1.2 on
-     * mbedTLS 2.28). Asking mbedTLS 2.28 for 1.3 fails with
-     * SSOCK_EVERSION; it is never silently lowered. */
+     * version offered is the backend's highest (TLS 1.3 on OpenSSL and
+     * mbedTLS 3.6, 1.2 on mbedTLS 2.28). Asking mbedTLS 2.28 for 1.3 fails
+     * with SSOCK_EVERSION; it is never silently lowered. */
     int min_version;
 
     /** ALPN protocols the server accepts, most preferred first (the server's
@@ -164,8 +181,9 @@ typedef struct ssock_tls_options {
      * SSOCK_TLS_DEFAULT_HANDSHAKE_TIMEOUT_MS. */
     int handshake_timeout_ms;
 
-    /** Handshakes a server keeps in flight at once, > 0; when full, the
-     * oldest is dropped. Default SSOCK_TLS_DEFAULT_MAX_HANDSHAKES. */
+    /** Handshakes a server keeps in flight at once, 1 ..
+     * SSOCK_TLS_MAX_HANDSHAKES_LIMIT; when full, the oldest is dropped.
+     * Default SSOCK_TLS_DEFAULT_MAX_HANDSHAKES. */
     int max_handshakes;
 
     /** 0 (default): a certificate in the server's own chain that is expired
@@ -175,11 +193,30 @@ typedef struct ssock_tls_options {
      * reject it; for tests and clock-less devices). This flag does not
      * relax the checks on client certificates. */
     int allow_expired_cert;
+
+    /** Handshakes one source address may have in flight at once, >= 0;
+     * 0 (the default) means SSOCK_TLS_DEFAULT_MAX_HANDSHAKES_PER_SOURCE.
+     * A source is an IPv4 address (/32; IPv4-mapped IPv6 counts as IPv4)
+     * or an IPv6 prefix of source_prefix_v6 bits. When a new connection's
+     * source already has this many handshakes pending, that source's own
+     * oldest pending handshake is dropped to make room; handshakes of other
+     * sources are never evicted for it (counted in
+     * ssock_tls_stats.handshakes_source_limited). Values above
+     * max_handshakes behave as max_handshakes. Negative:
+     * SSOCK_ETLSCONFIG. */
+    int max_handshakes_per_source;
+
+    /** Length in bits of the IPv6 prefix that makes one source for
+     * max_handshakes_per_source, 1..128; 0 (the default) means
+     * SSOCK_TLS_DEFAULT_SOURCE_PREFIX_V6 (64: one customer network). Outside
+     * 0..128: SSOCK_ETLSCONFIG. */
+    int source_prefix_v6;
 } ssock_tls_options;
 
 /** Fill `opts` with the defaults: default backend, no certificate, key or
  * CA, SSOCK_TLS_VERIFY_NONE, SSOCK_TLS_VERSION_1_2, no ALPN, default
- * handshake timeout and cap, allow_expired_cert 0. No-op on NULL. */
+ * handshake timeout and cap, allow_expired_cert 0, per-source cap and IPv6
+ * source prefix 0 (their defaults). No-op on NULL. */
 SSOCK_API void ssock_tls_options_init(ssock_tls_options *opts);
 
 /* ------------------------------------------------------------------ */
@@ -216,7 +253,9 @@ typedef struct ssock_tls_config ssock_tls_config;
  *         SSOCK_EINVAL (NULL `out` or `opts`);
  *         SSOCK_ENOBACKEND (unknown backend id, or a backend not built in);
  *         SSOCK_EBADTIMEOUT (handshake_timeout_ms <= 0);
- *         SSOCK_ETLSCONFIG (max_handshakes <= 0; unknown verify_client or
+ *         SSOCK_ETLSCONFIG (max_handshakes <= 0 or above
+ *           SSOCK_TLS_MAX_HANDSHAKES_LIMIT; max_handshakes_per_source < 0;
+ *           source_prefix_v6 outside 0..128; unknown verify_client or
  *           min_version value; certificate or key missing, or given both as
  *           file and memory; memory pointer NULL or length 0; verification
  *           asked without a CA; ALPN entry NULL, empty or longer than 255
@@ -226,7 +265,10 @@ typedef struct ssock_tls_config ssock_tls_config;
  *         SSOCK_EVERSION (min_version the backend does not have: TLS 1.3 on
  *           mbedTLS 2.28);
  *         SSOCK_EFILE (a file cannot be opened or read, is not a regular
- *           file, or is larger than 16 MiB; errno text in errbuf);
+ *           file (a FIFO, device, socket or directory is refused at once,
+ *           without blocking: files are opened with O_NONBLOCK and checked
+ *           with fstat() before anything is read), or is larger than
+ *           16 MiB; errno text in errbuf);
  *         SSOCK_ECERTPARSE (a certificate, key or CA cannot be parsed, or
  *           holds no certificate; encrypted key);
  *         SSOCK_EKEYMISMATCH (the key does not belong to the leaf
@@ -297,6 +339,14 @@ SSOCK_API int ssock_tls_backend_from_name(const char *name);
  *    next call. Each one ends at its own deadline, handshake_timeout_ms
  *    after the connection was taken (one total deadline). When
  *    max_handshakes are in flight, the oldest is dropped to make room.
+ *    When the new connection's source already has max_handshakes_per_source
+ *    in flight, that source's own oldest is dropped instead (other sources
+ *    are never evicted for it). accept() returns within its timeout plus
+ *    at most one handshake step, even under a burst of ClientHellos: each
+ *    backend call (handshake step or read) has a budget of transport reads
+ *    after which it returns to the loop, so floods of alerts, empty
+ *    records or ChangeCipherSpec cannot hold it. A close from another
+ *    thread during a handshake step makes accept() return SSOCK_ECLOSED.
  *  - Failed handshakes (not TLS, malformed or truncated ClientHello,
  *    version or cipher mismatch, client certificate missing or rejected,
  *    unknown ALPN, peer closed) are closed and counted, never returned, and
@@ -307,10 +357,24 @@ SSOCK_API int ssock_tls_backend_from_name(const char *name);
  *    semantics (timeouts, SSOCK_EOF, SSOCK_ESERVERCLOSED, wake on close).
  *    The backend's WANT_READ / WANT_WRITE are handled inside, under the
  *    same timeouts; a TLS protocol failure is SSOCK_ETLS, with the
- *    backend's text in ssock_socket_tls_error(). Closing sends
- *    close_notify (best effort, bounded by the write timeout) and always
- *    frees everything. Writes never raise SIGPIPE (the backends write
- *    through the library's send with MSG_NOSIGNAL).
+ *    backend's text in ssock_socket_tls_error(). Writes never raise
+ *    SIGPIPE (the backends write through the library's send with
+ *    MSG_NOSIGNAL).
+ *  - Decrypted bytes may wait inside the TLS session, where poll() on
+ *    ssock_socket_fd() cannot see them: ssock_socket_pending() tells how
+ *    many can be read without touching the descriptor. Check it before
+ *    polling the descriptor yourself.
+ *  - A TLS write that fails part way (SSOCK_ETIMEOUT or another error while
+ *    the backend still holds part of an encrypted record) leaves the
+ *    stream unusable for writing: every later write returns SSOCK_EBROKEN
+ *    (reads keep working). Close the socket. There is never silent
+ *    corruption of the byte stream.
+ *  - ssock_socket_shutdown_write() sends close_notify first, then shuts
+ *    down the sending side of the connection.
+ *  - Closing sends close_notify, best effort, bounded by
+ *    min(write timeout, 1000 ms) (1000 ms also when the write timeout is
+ *    SSOCK_WAIT_FOREVER), and always frees everything; close and free
+ *    return promptly.
  */
 
 /** Handshake counters of a TLS server (since it was opened). */
@@ -329,6 +393,10 @@ typedef struct ssock_tls_stats {
     uint64_t handshakes_dropped;
     /** Handshakes pending right now. */
     uint64_t in_flight;
+    /** Handshakes dropped because their source already had
+     * max_handshakes_per_source in flight (each is also counted in
+     * handshakes_dropped). */
+    uint64_t handshakes_source_limited;
 } ssock_tls_stats;
 
 /**
@@ -369,7 +437,9 @@ SSOCK_API const char *ssock_server_tls_last_error(const ssock_server *server);
 SSOCK_API const char *ssock_socket_tls_version(const ssock_socket *sock);
 
 /** Negotiated cipher suite, IANA name with both backends, e.g.
- * "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256" or "TLS_AES_128_GCM_SHA256". */
+ * "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256" or "TLS_AES_128_GCM_SHA256".
+ * Which one is chosen: the server's order on OpenSSL; on mbedTLS the
+ * server's order for TLS 1.2 and the client's for TLS 1.3. */
 SSOCK_API const char *ssock_socket_tls_cipher(const ssock_socket *sock);
 
 /** ALPN protocol selected, e.g. "h2"; NULL when none was negotiated. */
@@ -382,7 +452,8 @@ SSOCK_API const char *ssock_socket_tls_sni(const ssock_socket *sock);
 
 /**
  * Subject of the client certificate, present only when one was sent and
- * verified (mutual TLS), as "O=ssock, CN=client" in certificate order,
+ * verified (mutual TLS), whole however long, as "O=ssock, CN=client" in
+ * certificate order,
  * ", " between attributes. Escaping of unusual characters follows the
  * backend (RFC 2253 style on OpenSSL). NULL when no verified certificate.
  */
