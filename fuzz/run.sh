@@ -67,6 +67,7 @@ for t in "${targets[@]}"; do
     tls_*) args+=(-dict=fuzz/tls.dict -max_len=32768) ;;
     lifecycle) args+=(-max_len=256) ;;
     addr) args+=(-max_len=128) ;;
+    proxy) args+=(-dict=fuzz/proxy.dict -max_len=4200) ;;
   esac
   echo "fuzz/run.sh: fuzz_$t for ${seconds}s (new inputs: $new, crashes: $art)"
   # The scratch corpus comes first: libFuzzer writes new inputs there.
