@@ -1,11 +1,16 @@
 # ssock: a thin wrapper over CMake. `make test` is the gate (scripts/gate.sh).
 #
-#   make deps          check (as root: install) the Debian packages needed
+#   make deps          check (as root: install) the Debian packages needed,
+#                      then build mbedTLS 3.6 from Debian's source into
+#                      build/deps/ (scripts/deps-mbedtls.sh; once)
 #   make build         gcc -O2 -g -Werror build in build/gcc
 #   make test          the whole gate: gcc, Valgrind, ASan+UBSan, TSan,
 #                      the examples, an install and a consumer build
 #   make demo          run ssock-echo on port 7000 in the foreground
 #   make install       install into $(PREFIX) (default /usr/local)
+#   make test-cross ARCH=arm64|armhf
+#                      cross-build (mbedTLS backend only) and run the ctest
+#                      suite under qemu-user (scripts/test-cross.sh)
 #   make format        clang-format -i over the C sources
 #   make format-check  fail if any C source is not formatted
 #   make clean         remove build/
@@ -15,7 +20,7 @@ BUILD  := build
 FORMAT_DIRS := src include tests examples fuzz bench
 FORMAT_FILES = $(shell find $(FORMAT_DIRS) -name '*.[ch]' 2>/dev/null)
 
-.PHONY: all deps build test demo install clean format format-check fuzz bench
+.PHONY: all deps build test test-cross demo install clean format format-check fuzz bench mutants
 
 all: build
 
@@ -27,6 +32,10 @@ build: deps
 
 test:
 	@scripts/gate.sh
+
+# make test-cross ARCH=arm64|armhf (default arm64)
+test-cross:
+	@scripts/test-cross.sh $(or $(ARCH),arm64)
 
 demo: build
 	@echo
@@ -53,6 +62,11 @@ format-check:
 # make fuzz TARGET=addr|lifecycle|tls_mbedtls|tls_openssl|all SECONDS=60
 fuzz: deps
 	@fuzz/run.sh $(or $(TARGET),all) $(or $(SECONDS),60)
+
+# Mutation testing: each mutant of scripts/mutants/list.tsv applied to a copy
+# of the tree, built and run through ctest; prints caught/survived and a score.
+mutants:
+	@scripts/mutants.sh $(ONLY)
 
 # Benchmarks: ssock against raw poll/OpenSSL/mbedTLS servers (~7 min).
 bench: build

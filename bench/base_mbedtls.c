@@ -1,13 +1,16 @@
 /*
- * base_mbedtls: the raw mbedTLS 2.28 baseline. Accept, handshake, echo.
+ * base_mbedtls: the raw mbedTLS baseline (2.28 or 3.6, whichever the
+ * library is built with). Accept, handshake, echo.
  * One mbedtls_ssl_config (default preset, own certificate and key,
  * CTR-DRBG seeded from the entropy pool) with the same suites and curves
  * in the same order as ssock's mbedTLS backend, so that both servers do
  * the same cryptography; one mbedtls_ssl_context per connection reaching
  * its socket through send/recv callbacks. mbedTLS 2.28 serves TLS 1.2
- * only. See base_tls.h for --serial and --threads.
+ * only; 3.6 serves 1.2 and 1.3 (--min-version/--max-version). See
+ * base_tls.h for --serial and --threads.
  *
- *   base_mbedtls --tls --cert F --key F [--min-version 1.2]
+ *   base_mbedtls --tls --cert F --key F [--min-version 1.2|1.3]
+ *                [--max-version 1.2|1.3]
  *                [--handshake-timeout MS] [--serial|--threads] ...
  */
 #include "base_tls.h"
@@ -19,7 +22,11 @@
 #include <mbedtls/net_sockets.h>
 #include <mbedtls/pk.h>
 #include <mbedtls/ssl.h>
+#include <mbedtls/version.h>
 #include <mbedtls/x509_crt.h>
+#if MBEDTLS_VERSION_MAJOR >= 3
+#include <psa/crypto.h>
+#endif
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +36,11 @@
 #define PROG "base_mbedtls"
 
 static const int suites[] = {
+#if MBEDTLS_VERSION_MAJOR >= 3
+    MBEDTLS_TLS1_3_AES_128_GCM_SHA256,
+    MBEDTLS_TLS1_3_AES_256_GCM_SHA384,
+    MBEDTLS_TLS1_3_CHACHA20_POLY1305_SHA256,
+#endif
     MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
     MBEDTLS_TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
     MBEDTLS_TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
@@ -36,9 +48,16 @@ static const int suites[] = {
     MBEDTLS_TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
     MBEDTLS_TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
     0};
+#if MBEDTLS_VERSION_MAJOR >= 3
+static const uint16_t groups[] = {
+    MBEDTLS_SSL_IANA_TLS_GROUP_X25519, MBEDTLS_SSL_IANA_TLS_GROUP_SECP256R1,
+    MBEDTLS_SSL_IANA_TLS_GROUP_SECP384R1, MBEDTLS_SSL_IANA_TLS_GROUP_SECP521R1,
+    MBEDTLS_SSL_IANA_TLS_GROUP_NONE};
+#else
 static const mbedtls_ecp_group_id curves[] = {
     MBEDTLS_ECP_DP_CURVE25519, MBEDTLS_ECP_DP_SECP256R1,
     MBEDTLS_ECP_DP_SECP384R1, MBEDTLS_ECP_DP_SECP521R1, MBEDTLS_ECP_DP_NONE};
+#endif
 
 struct mctx {
     mbedtls_entropy_context entropy;
@@ -192,10 +211,18 @@ int main(int argc, char **argv)
         fprintf(stderr, PROG ": --backend must be mbedtls\n");
         return 2;
     }
+#if MBEDTLS_VERSION_MAJOR >= 3
+    if (psa_crypto_init() != PSA_SUCCESS) {
+        fprintf(stderr, PROG ": psa_crypto_init failed\n");
+        return 1;
+    }
+#else
     if (a.min_version == 13) {
-        fprintf(stderr, PROG ": mbedTLS 2.28 has no TLS 1.3 server\n");
+        fprintf(stderr, PROG ": mbedTLS %s has no TLS 1.3 server\n",
+                MBEDTLS_VERSION_STRING);
         return 2;
     }
+#endif
 
     mbedtls_entropy_init(&m.entropy);
     mbedtls_ctr_drbg_init(&m.drbg);
@@ -213,7 +240,12 @@ int main(int argc, char **argv)
         rc = fail(a.cert, rc);
         goto out;
     }
+#if MBEDTLS_VERSION_MAJOR >= 3
+    rc = mbedtls_pk_parse_keyfile(&m.key, a.key, NULL, mbedtls_ctr_drbg_random,
+                                  &m.drbg);
+#else
     rc = mbedtls_pk_parse_keyfile(&m.key, a.key, NULL);
+#endif
     if (rc != 0) {
         rc = fail(a.key, rc);
         goto out;
@@ -226,12 +258,23 @@ int main(int argc, char **argv)
         goto out;
     }
     mbedtls_ssl_conf_rng(&m.conf, mbedtls_ctr_drbg_random, &m.drbg);
+#if MBEDTLS_VERSION_MAJOR >= 3
+    mbedtls_ssl_conf_min_tls_version(&m.conf, a.min_version == 13
+                                                  ? MBEDTLS_SSL_VERSION_TLS1_3
+                                                  : MBEDTLS_SSL_VERSION_TLS1_2);
+    mbedtls_ssl_conf_max_tls_version(&m.conf, a.max_version == 12
+                                                  ? MBEDTLS_SSL_VERSION_TLS1_2
+                                                  : MBEDTLS_SSL_VERSION_TLS1_3);
+    mbedtls_ssl_conf_ciphersuites(&m.conf, suites);
+    mbedtls_ssl_conf_groups(&m.conf, groups);
+#else
     mbedtls_ssl_conf_min_version(&m.conf, MBEDTLS_SSL_MAJOR_VERSION_3,
                                  MBEDTLS_SSL_MINOR_VERSION_3);
     mbedtls_ssl_conf_max_version(&m.conf, MBEDTLS_SSL_MAJOR_VERSION_3,
                                  MBEDTLS_SSL_MINOR_VERSION_3);
     mbedtls_ssl_conf_ciphersuites(&m.conf, suites);
     mbedtls_ssl_conf_curves(&m.conf, curves);
+#endif
     mbedtls_ssl_conf_renegotiation(&m.conf, MBEDTLS_SSL_RENEGOTIATION_DISABLED);
     rc = mbedtls_ssl_conf_own_cert(&m.conf, &m.crt, &m.key);
     if (rc != 0) {
@@ -245,5 +288,8 @@ out:
     mbedtls_x509_crt_free(&m.crt);
     mbedtls_ctr_drbg_free(&m.drbg);
     mbedtls_entropy_free(&m.entropy);
+#if MBEDTLS_VERSION_MAJOR >= 3
+    mbedtls_psa_crypto_free();
+#endif
     return rc;
 }

@@ -3,7 +3,7 @@
  *
  * Contract (other tools rely on it):
  *   ssock-echo [--port N] [--addr A] [--timeout MS] [--backlog N]
- *              [--max-conns N] [--poll] [--help]
+ *              [--max-conns N] [--poll] [--help] [--version]
  *              [--tls] [--cert F --key F] [--ca F]
  *              [--verify-client none|optional|required]
  *              [--backend mbedtls|openssl] [--min-version 1.2|1.3]
@@ -87,6 +87,7 @@ static void usage(FILE *out)
           "  --verbose      print one line per server event on stdout:\n"
           "                 event TYPE HOST PORT STATUS [DETAIL]\n"
           "  --help         show this text\n"
+          "  --version      print the ssock, mbedTLS and OpenSSL versions\n"
           "TLS (any of these turns TLS on):\n"
           "  --tls                  serve TLS (default: the dev certs in "
           "certs/)\n"
@@ -482,6 +483,17 @@ int main(int argc, char **argv)
 
         if (strcmp(flag, "--help") == 0 || strcmp(flag, "-h") == 0) {
             usage(stdout);
+            return 0;
+        }
+        if (strcmp(flag, "--version") == 0) {
+            /* The TLS library versions are those ssock was built with. */
+            printf("ssock-echo (ssock %s)\n", ssock_version_string());
+            printf("mbedTLS: %s\n", SSOCK_HAVE_MBEDTLS
+                                        ? SSOCK_MBEDTLS_VERSION_STRING
+                                        : "not built");
+            printf("OpenSSL: %s\n", SSOCK_HAVE_OPENSSL
+                                        ? SSOCK_OPENSSL_VERSION_STRING
+                                        : "not built");
             return 0;
         }
 #define IS(name) (flen == strlen(name) && strncmp(flag, name, flen) == 0)
