@@ -943,7 +943,10 @@ static void op_read(void)
 
     if (rc != 0)
         CHECK(n == 0);
-    if (check_dead_rc(i, rc) || rc == SSOCK_EOF) {
+    /* A TLS peer that goes without close_notify: a truncation. */
+    if (rc == SSOCK_ETRUNCATED)
+        CHECK(ssock_socket_tls_version(s->h) != NULL);
+    if (check_dead_rc(i, rc) || rc == SSOCK_EOF || rc == SSOCK_ETRUNCATED) {
         free(buf);
         return;
     }

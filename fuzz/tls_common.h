@@ -631,8 +631,9 @@ static void tls_session(ssock_server *srv, ssock_socket *sock, int server_first)
         TTRACE("fuzz_tls: read: %s, %zu bytes\n", ssock_err_name(rc), n);
         if (rc != 0) {
             TCHECK(n == 0);
-            TCHECK(rc == SSOCK_EOF || rc == SSOCK_ETIMEOUT ||
-                   rc == SSOCK_ETLS || (rc < 0 && rc > -1000));
+            TCHECK(rc == SSOCK_EOF || rc == SSOCK_ETRUNCATED ||
+                   rc == SSOCK_ETIMEOUT || rc == SSOCK_ETLS ||
+                   (rc < 0 && rc > -1000));
             break;
         }
         TCHECK(n >= 1 && n <= want);
