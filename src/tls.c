@@ -264,21 +264,83 @@ static int resolve_backend_id(int backend)
 #endif
 }
 
-void ssock_tls_options_init(ssock_tls_options *opts)
+void ssock_tls_options_init_sized(ssock_tls_options *opts, size_t size)
 {
+    ssock_tls_options d;
+
     if (opts == NULL)
         return;
-    memset(opts, 0, sizeof *opts);
-    opts->backend = SSOCK_TLS_BACKEND_DEFAULT;
-    opts->verify_client = SSOCK_TLS_VERIFY_NONE;
-    opts->min_version = SSOCK_TLS_VERSION_1_2;
-    opts->alpn = NULL;
-    opts->alpn_count = 0;
-    opts->handshake_timeout_ms = SSOCK_TLS_DEFAULT_HANDSHAKE_TIMEOUT_MS;
-    opts->max_handshakes = SSOCK_TLS_DEFAULT_MAX_HANDSHAKES;
-    opts->allow_expired_cert = 0;
-    opts->max_handshakes_per_source = 0;
-    opts->source_prefix_v6 = 0;
+    /* A caller built against an older header has a shorter struct: fill
+     * only what it has; a newer one gets its extra fields zeroed. */
+    memset(&d, 0, sizeof d);
+    d.struct_size = size;
+    d.backend = SSOCK_TLS_BACKEND_DEFAULT;
+    d.verify_client = SSOCK_TLS_VERIFY_NONE;
+    d.min_version = SSOCK_TLS_VERSION_1_2;
+    d.handshake_timeout_ms = SSOCK_TLS_DEFAULT_HANDSHAKE_TIMEOUT_MS;
+    d.max_handshakes = SSOCK_TLS_DEFAULT_MAX_HANDSHAKES;
+    if (size >= sizeof d) {
+        memset(opts, 0, size);
+        memcpy(opts, &d, sizeof d);
+    } else if (size >= sizeof d.struct_size) {
+        memcpy(opts, &d, size);
+    }
+}
+
+/* The caller's options at this library's size (see ssock_server_options'
+ * copy_options() in server.c): what the caller's struct has, defaults for
+ * the rest; SSOCK_EINVAL for a struct not filled by the init function,
+ * SSOCK_ENOTSUP for a set field this library does not know. */
+static SSOCK__TLS_NODISCARD int copy_options(ssock_tls_options *o,
+                                             const ssock_tls_options *in,
+                                             char *err, size_t errlen)
+{
+    size_t size = in->struct_size;
+    const size_t first = offsetof(ssock_tls_options, keylog);
+
+    if (size < first) {
+        errf(err, errlen,
+             "options not filled by ssock_tls_options_init() (struct_size "
+             "%zu)",
+             size);
+        return SSOCK_EINVAL;
+    }
+    ssock_tls_options_init_sized(o, sizeof *o);
+    if (size > sizeof *o) {
+        const unsigned char *extra = (const unsigned char *)in + sizeof *o;
+
+        for (size_t i = 0; i < size - sizeof *o; i++) {
+            if (extra[i] != 0) {
+                errf(err, errlen,
+                     "options set a field unknown to ssock %s (byte %zu of "
+                     "%zu)",
+                     SSOCK_VERSION_STRING, sizeof *o + i, size);
+                return SSOCK_ENOTSUP;
+            }
+        }
+        size = sizeof *o;
+    }
+    memcpy(o, in, size);
+    o->struct_size = sizeof *o;
+    return 0;
+}
+
+const char *ssock__tls_group_name(unsigned id)
+{
+    switch (id) {
+    case 0x0017:
+        return "secp256r1";
+    case 0x0018:
+        return "secp384r1";
+    case 0x0019:
+        return "secp521r1";
+    case 0x001d:
+        return "x25519";
+    case 0x001e:
+        return "x448";
+    default:
+        return NULL;
+    }
 }
 
 static SSOCK__TLS_NODISCARD int check_options(const ssock_tls_options *o,
@@ -371,7 +433,7 @@ int ssock_tls_config_new(ssock_tls_config **out, const ssock_tls_options *opts,
                          char *errbuf, size_t errlen)
 {
     struct tls_blob cert = {NULL, 0}, key = {NULL, 0}, ca = {NULL, 0};
-    ssock_tls_options o;
+    ssock_tls_options in, o;
     ssock_tls_config *cfg = NULL;
     char *msg = NULL;
     size_t msglen = SSOCK_TLS_ERRBUF_SIZE;
@@ -391,6 +453,10 @@ int ssock_tls_config_new(ssock_tls_config **out, const ssock_tls_options *opts,
         errf(errbuf, errlen, "out of memory");
         return SSOCK_ENOMEM;
     }
+    rc = copy_options(&in, opts, msg, msglen);
+    if (rc != 0)
+        goto out;
+    opts = &in;
     rc = check_options(opts, msg, msglen);
     if (rc != 0)
         goto out;
@@ -440,6 +506,14 @@ int ssock_tls_config_new(ssock_tls_config **out, const ssock_tls_options *opts,
         if (msg[0] == '\0')
             errf(msg, msglen, "%s backend failed (%d)", cfg->be->name, rc);
         goto out;
+    }
+    if (opts->verify_peer != NULL &&
+        opts->verify_client == SSOCK_TLS_VERIFY_NONE) {
+        size_t used = strlen(msg);
+
+        errf(msg + used, msglen - used,
+             "%sverify_peer is unused: verify_client is none",
+             used > 0 ? "\n" : "");
     }
     cfg->message = msg;
     msg = NULL;

@@ -380,21 +380,28 @@ int ssock__hs_accept(ssock_server *srv, ssock__deadline deadline,
     }
 }
 
-int ssock_server_tls_stats(const ssock_server *srv, ssock_tls_stats *st)
+/* Fills only the caller's `size` bytes: a program built against an older
+ * header has a shorter ssock_tls_stats, one built against a newer header
+ * gets its extra counters zeroed. */
+int ssock_server_tls_stats_sized(const ssock_server *srv, ssock_tls_stats *out,
+                                 size_t size)
 {
-    if (st != NULL)
-        memset(st, 0, sizeof(*st));
-    if (srv == NULL || st == NULL)
+    ssock_tls_stats st;
+    if (out != NULL)
+        memset(out, 0, size);
+    if (srv == NULL || out == NULL || size == 0)
         return SSOCK_EINVAL;
     if (srv->tls == NULL)
         return SSOCK_ENOTTLS;
-    st->accepted = atomic_load(&srv->n_accepted);
-    st->handshakes_ok = atomic_load(&srv->n_hs_ok);
-    st->handshakes_failed = atomic_load(&srv->n_hs_failed);
-    st->handshakes_timed_out = atomic_load(&srv->n_hs_timed_out);
-    st->handshakes_dropped = atomic_load(&srv->n_hs_dropped);
-    st->handshakes_source_limited = atomic_load(&srv->n_hs_source_limited);
-    st->in_flight = (uint64_t)hs_in_flight(srv);
+    memset(&st, 0, sizeof(st));
+    st.accepted = atomic_load(&srv->n_accepted);
+    st.handshakes_ok = atomic_load(&srv->n_hs_ok);
+    st.handshakes_failed = atomic_load(&srv->n_hs_failed);
+    st.handshakes_timed_out = atomic_load(&srv->n_hs_timed_out);
+    st.handshakes_dropped = atomic_load(&srv->n_hs_dropped);
+    st.handshakes_source_limited = atomic_load(&srv->n_hs_source_limited);
+    st.in_flight = (uint64_t)hs_in_flight(srv);
+    memcpy(out, &st, size < sizeof(st) ? size : sizeof(st));
     return 0;
 }
 

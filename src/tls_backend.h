@@ -43,12 +43,24 @@ struct ssock__tls_io {
 #define SSOCK__TLS_WANT_READ 1
 #define SSOCK__TLS_WANT_WRITE 2
 
-/* Strings valid for the session's life; NULL = none / not yet known.
- * cipher is the IANA name on both backends. peer_subject only for a client
- * certificate that was sent and verified. */
+/* Strings and arrays valid for the session's life; NULL = none / not yet
+ * known. cipher is the IANA name on both backends; group the IANA name of
+ * the key-exchange group in lower case ("x25519", "secp256r1"). peer_subject
+ * and the peer chain (peer_count DER certificates as the client sent them,
+ * leaf first) only for a client certificate that was sent and verified. */
 struct ssock__tls_info {
-    const char *version, *cipher, *alpn, *sni, *peer_subject;
+    const char *version, *cipher, *group, *alpn, *sni, *peer_subject;
+    size_t peer_count;
+    const unsigned char *const *peer_der;
+    const size_t *peer_len;
 };
+
+/* Text the backends leave in their session error when the verify hook
+ * (ssock_tls_options.verify_peer) rejected the client certificate. */
+#define SSOCK__TLS_REJECTED_BY_HOOK "client certificate rejected by verify_peer"
+
+/* The IANA name of a TLS group id, lower case, or NULL (tls.c). */
+const char *ssock__tls_group_name(unsigned id);
 
 /*
  * config_new receives options already checked and normalised by tls.c:
@@ -56,6 +68,9 @@ struct ssock__tls_info {
  *    handshake_timeout_ms, max_handshakes (1..SSOCK_TLS_MAX_HANDSHAKES_LIMIT),
  *    max_handshakes_per_source (>= 0), source_prefix_v6 (0..128) hold valid
  *    values;
+ *  - struct_size is sizeof(ssock_tls_options) (fields the caller's
+ *    older struct lacked are at their defaults); keylog / keylog_arg and
+ *    verify_peer / verify_peer_arg are the caller's (NULL: off);
  *  - cert_mem/cert_len and key_mem/key_len are always set, and ca_mem/ca_len
  *    when a CA was given (ca_mem NULL otherwise); each buffer is followed by
  *    a NUL byte not counted in its length (so PEM can be handed to parsers
@@ -76,8 +91,9 @@ struct ssock__tls_backend {
     /* 0 done; WANT_READ/WANT_WRITE; negative: SSOCK_ETLS (or -errno from
      * io, or SSOCK_EOF if the peer closed). */
     int (*handshake)(void *sess);
-    /* 0 with *n > 0; WANT_*; SSOCK_EOF on close_notify or transport EOF;
-     * negative (SSOCK_ETLS, -errno). *n is 0 unless the result is 0. */
+    /* 0 with *n > 0; WANT_*; SSOCK_EOF on the peer's close_notify,
+     * SSOCK_ETRUNCATED on a transport EOF without one; negative
+     * (SSOCK_ETLS, -errno). *n is 0 unless the result is 0. */
     int (*read)(void *sess, void *buf, size_t len, size_t *n);
     /* 0 with *n > 0 consumed (may be less than len: the caller loops);
      * WANT_*; negative. After WANT_* call again with the same bytes (the

@@ -94,6 +94,30 @@ struct mb_cfg {
                     wants; lives as long as conf */
     int verify;
     int shared_drbg; /* mbedTLS locks the DRBG: sessions may share it */
+    ssock_tls_keylog_fn keylog; /* NULL: off */
+    void *keylog_arg;
+    ssock_tls_verify_fn verify_peer; /* NULL: off */
+    void *verify_peer_arg;
+};
+
+/*
+ * The key-exchange group, read from our own outgoing handshake: mbedTLS has
+ * no public getter for it (2.28 and 3.6), and the handshake structures are
+ * freed when the handshake ends. The group is in the clear in what the
+ * server sends: the ServerKeyExchange's named_curve (TLS 1.2) or the
+ * ServerHello's key_share (TLS 1.3; in a HelloRetryRequest the selected
+ * group, the same one). Bytes are looked at as they are sent, record by
+ * record and message by message, until the group is found or the
+ * encrypted part begins.
+ */
+struct mb_sniff {
+    int done;
+    unsigned char rec_hdr[5];
+    size_t rec_got, rec_left;
+    unsigned char msg_hdr[4];
+    size_t msg_hdr_got, msg_left, msg_got;
+    unsigned char msg[512]; /* start of a ServerHello / ServerKeyExchange */
+    unsigned group;         /* IANA id, 0 = unknown */
 };
 
 struct mb_sess {
@@ -108,8 +132,14 @@ struct mb_sess {
     int empty_records; /* the last records read were empty */
     size_t wlen;       /* len of a write that returned WANT_*, else 0 */
     uint32_t vflags;   /* verification flags seen on the client chain */
+    int hook_rejected; /* verify_peer refused the client certificate */
+    struct mb_sniff sniff;
     char *sni;
     char *subject;
+    size_t peer_count; /* verified client chain (pointers into the
+                          session's peer certificate), leaf first */
+    const unsigned char **peer_der;
+    size_t *peer_len;
     int info_ready;
     char cipher[96];
     char err[256];
@@ -585,6 +615,116 @@ static SSOCK__TLS_NODISCARD int mb_step_alpn_sni(struct mb_cfg *c,
     return 0;
 }
 
+/* One NSS key log line: "LABEL <client random> <secret>", lower-case hex. */
+static void mb_keylog_line(const struct mb_cfg *c, const char *label,
+                           const unsigned char client_random[32],
+                           const unsigned char *secret, size_t len)
+{
+    static const char hex[] = "0123456789abcdef";
+    char line[64 + 1 + 64 + 1 + 2 * 64 + 1];
+    size_t at;
+
+    if (c->keylog == NULL || len > 64 || strlen(label) > 63)
+        return;
+    at = (size_t)snprintf(line, sizeof line, "%s ", label);
+    for (size_t i = 0; i < 32; i++) {
+        line[at++] = hex[client_random[i] >> 4];
+        line[at++] = hex[client_random[i] & 15];
+    }
+    line[at++] = ' ';
+    for (size_t i = 0; i < len; i++) {
+        line[at++] = hex[secret[i] >> 4];
+        line[at++] = hex[secret[i] & 15];
+    }
+    line[at] = '\0';
+    c->keylog(line, c->keylog_arg);
+}
+
+#if MBEDTLS_VERSION_MAJOR >= 3
+/* 3.x: per session (mb_session_new); TLS 1.2 master secret and the TLS 1.3
+ * traffic secrets. */
+static void mb_export_keys(void *p, mbedtls_ssl_key_export_type type,
+                           const unsigned char *secret, size_t len,
+                           const unsigned char client_random[32],
+                           const unsigned char server_random[32],
+                           mbedtls_tls_prf_types prf)
+{
+    const struct mb_cfg *c = p;
+    const char *label;
+
+    (void)server_random;
+    (void)prf;
+    switch (type) {
+    case MBEDTLS_SSL_KEY_EXPORT_TLS12_MASTER_SECRET:
+        label = "CLIENT_RANDOM";
+        break;
+#if MB_HAVE_TLS13
+    case MBEDTLS_SSL_KEY_EXPORT_TLS1_3_CLIENT_EARLY_SECRET:
+        label = "CLIENT_EARLY_TRAFFIC_SECRET";
+        break;
+    case MBEDTLS_SSL_KEY_EXPORT_TLS1_3_EARLY_EXPORTER_SECRET:
+        label = "EARLY_EXPORTER_SECRET";
+        break;
+    case MBEDTLS_SSL_KEY_EXPORT_TLS1_3_CLIENT_HANDSHAKE_TRAFFIC_SECRET:
+        label = "CLIENT_HANDSHAKE_TRAFFIC_SECRET";
+        break;
+    case MBEDTLS_SSL_KEY_EXPORT_TLS1_3_SERVER_HANDSHAKE_TRAFFIC_SECRET:
+        label = "SERVER_HANDSHAKE_TRAFFIC_SECRET";
+        break;
+    case MBEDTLS_SSL_KEY_EXPORT_TLS1_3_CLIENT_APPLICATION_TRAFFIC_SECRET:
+        label = "CLIENT_TRAFFIC_SECRET_0";
+        break;
+    case MBEDTLS_SSL_KEY_EXPORT_TLS1_3_SERVER_APPLICATION_TRAFFIC_SECRET:
+        label = "SERVER_TRAFFIC_SECRET_0";
+        break;
+#endif
+    default:
+        return;
+    }
+    mb_keylog_line(c, label, client_random, secret, len);
+}
+#elif defined(MBEDTLS_SSL_EXPORT_KEYS)
+/* 2.28: per configuration; TLS 1.2 only, the 48-byte master secret. */
+static int mb_export_keys_228(void *p, const unsigned char *ms,
+                              const unsigned char *kb, size_t maclen,
+                              size_t keylen, size_t ivlen,
+                              const unsigned char client_random[32],
+                              const unsigned char server_random[32],
+                              mbedtls_tls_prf_types prf)
+{
+    (void)kb;
+    (void)maclen;
+    (void)keylen;
+    (void)ivlen;
+    (void)server_random;
+    (void)prf;
+    mb_keylog_line(p, "CLIENT_RANDOM", client_random, ms, 48);
+    return 0;
+}
+#endif
+
+/* The key-log callback, when asked for (never from the environment). */
+static SSOCK__TLS_NODISCARD int mb_step_keylog(struct mb_cfg *c, char *err,
+                                               size_t errlen)
+{
+    if (c->keylog == NULL)
+        return 0;
+#if MBEDTLS_VERSION_MAJOR >= 3
+    (void)err;
+    (void)errlen;
+    return 0; /* installed per session */
+#elif defined(MBEDTLS_SSL_EXPORT_KEYS)
+    (void)err;
+    (void)errlen;
+    mbedtls_ssl_conf_export_keys_ext_cb(&c->conf, mb_export_keys_228, c);
+    return 0;
+#else
+    mb_errf(err, errlen,
+            "keylog needs mbedTLS built with MBEDTLS_SSL_EXPORT_KEYS");
+    return SSOCK_ETLSCONFIG;
+#endif
+}
+
 static int mb_config_new(const ssock_tls_options *o, void **bcfg, char *err,
                          size_t errlen)
 {
@@ -614,6 +754,10 @@ static int mb_config_new(const ssock_tls_options *o, void **bcfg, char *err,
         return SSOCK_ENOMEM;
     }
     c->verify = o->verify_client;
+    c->keylog = o->keylog;
+    c->keylog_arg = o->keylog_arg;
+    c->verify_peer = o->verify_peer;
+    c->verify_peer_arg = o->verify_peer_arg;
     c->shared_drbg = mb_threading();
     mbedtls_ssl_config_init(&c->conf);
     mbedtls_x509_crt_init(&c->chain);
@@ -639,6 +783,8 @@ static int mb_config_new(const ssock_tls_options *o, void **bcfg, char *err,
         rc = mb_step_verification(c, o, err, errlen);
     if (rc == 0)
         rc = mb_step_alpn_sni(c, o, err, errlen);
+    if (rc == 0)
+        rc = mb_step_keylog(c, err, errlen);
     if (rc == 0) {
         *bcfg = c;
         c = NULL;
@@ -656,6 +802,82 @@ static int would_block(int e)
     return e == EAGAIN || e == EWOULDBLOCK || e == EINTR;
 }
 
+/* A whole handshake message we sent (its start, at most sizeof f->msg). */
+static void mb_sniff_msg(struct mb_sniff *f, int type)
+{
+    const unsigned char *m = f->msg;
+    size_t got = f->msg_got, p, end;
+
+    if (type == 12) {                /* ServerKeyExchange: ECParameters first */
+        if (got >= 3 && m[0] == 3) { /* named_curve */
+            f->group = (unsigned)m[1] << 8 | m[2];
+            f->done = 1;
+        }
+        return;
+    }
+    if (type != 2) /* ServerHello (or HelloRetryRequest) */
+        return;
+    p = 2 + 32; /* legacy_version, random */
+    if (p + 1 > got)
+        return;
+    p += 1 + m[p]; /* session id */
+    p += 2 + 1;    /* cipher suite, compression */
+    if (p + 2 > got)
+        return;
+    end = p + 2 + ((size_t)m[p] << 8 | m[p + 1]);
+    p += 2;
+    if (end > got)
+        end = got;
+    while (p + 4 <= end) {
+        unsigned et = (unsigned)m[p] << 8 | m[p + 1];
+        size_t el = (size_t)m[p + 2] << 8 | m[p + 3];
+
+        p += 4;
+        if (et == 0x0033 && el >= 2 && p + 2 <= end) { /* key_share */
+            f->group = (unsigned)m[p] << 8 | m[p + 1];
+            f->done = 1;
+            return;
+        }
+        p += el;
+    }
+}
+
+static void mb_sniff_bytes(struct mb_sniff *f, const unsigned char *b, size_t n)
+{
+    for (size_t i = 0; i < n && !f->done; i++) {
+        if (f->rec_left == 0) { /* record header */
+            f->rec_hdr[f->rec_got++] = b[i];
+            if (f->rec_got == 5) {
+                f->rec_got = 0;
+                f->rec_left = (size_t)f->rec_hdr[3] << 8 | f->rec_hdr[4];
+                if (f->rec_hdr[0] != 22) /* CCS, alert, encrypted: stop */
+                    f->done = 1;
+            }
+            continue;
+        }
+        f->rec_left--;
+        if (f->msg_hdr_got < 4) { /* handshake message header */
+            f->msg_hdr[f->msg_hdr_got++] = b[i];
+            if (f->msg_hdr_got == 4) {
+                f->msg_left = (size_t)f->msg_hdr[1] << 16 |
+                              (size_t)f->msg_hdr[2] << 8 | f->msg_hdr[3];
+                f->msg_got = 0;
+                if (f->msg_left == 0) {
+                    mb_sniff_msg(f, f->msg_hdr[0]);
+                    f->msg_hdr_got = 0;
+                }
+            }
+            continue;
+        }
+        if (f->msg_got < sizeof f->msg)
+            f->msg[f->msg_got++] = b[i];
+        if (--f->msg_left == 0) {
+            mb_sniff_msg(f, f->msg_hdr[0]);
+            f->msg_hdr_got = 0;
+        }
+    }
+}
+
 static int mb_send(void *ctx, const unsigned char *buf, size_t len)
 {
     struct mb_sess *s = ctx;
@@ -665,6 +887,8 @@ static int mb_send(void *ctx, const unsigned char *buf, size_t len)
         len = INT_MAX;
     errno = 0;
     n = s->io.send(s->io.ctx, buf, len);
+    if (n > 0 && !s->sniff.done && !s->hs_done)
+        mb_sniff_bytes(&s->sniff, buf, (size_t)n);
     if (n > 0)
         return (int)n;
     if (n < 0 && would_block(errno))
@@ -710,6 +934,65 @@ static int mb_eku_allows_client(const mbedtls_x509_crt *crt)
     return 0;
 }
 
+static char *mb_subject(const mbedtls_x509_name *dn);
+
+/* The client chain as sent (leaf first): pointer and length arrays into
+ * the certificates' raw DER. 0 or SSOCK_ENOMEM. */
+static int mb_chain(const mbedtls_x509_crt *leaf, const unsigned char ***derp,
+                    size_t **lenp, size_t *countp)
+{
+    const mbedtls_x509_crt *x;
+    size_t count = 0, k = 0;
+
+    *derp = NULL;
+    *lenp = NULL;
+    *countp = 0;
+    for (x = leaf; x != NULL && x->raw.p != NULL; x = x->next)
+        count++;
+    if (count == 0)
+        return 0;
+    *derp = calloc(count, sizeof **derp);
+    *lenp = calloc(count, sizeof **lenp);
+    if (*derp == NULL || *lenp == NULL) {
+        free(*derp);
+        free(*lenp);
+        *derp = NULL;
+        *lenp = NULL;
+        return SSOCK_ENOMEM;
+    }
+    for (x = leaf; x != NULL && x->raw.p != NULL; x = x->next, k++) {
+        (*derp)[k] = x->raw.p;
+        (*lenp)[k] = x->raw.len;
+    }
+    *countp = count;
+    return 0;
+}
+
+/* The verify hook on a chain mbedTLS has verified: 0 accepts. */
+static int mb_call_hook(struct mb_sess *s, const mbedtls_x509_crt *leaf)
+{
+    const unsigned char **der;
+    size_t *len, count;
+    ssock_tls_peer peer;
+    char *subject;
+    int r;
+
+    if (mb_chain(leaf, &der, &len, &count) != 0 || count == 0)
+        return -1; /* out of memory: refuse rather than skip the hook */
+    subject = mb_subject(&leaf->subject);
+    memset(&peer, 0, sizeof peer);
+    peer.struct_size = sizeof peer;
+    peer.count = count;
+    peer.der = der;
+    peer.der_len = len;
+    peer.subject = subject;
+    r = s->cfg->verify_peer(&peer, s->cfg->verify_peer_arg);
+    free(subject);
+    free(der);
+    free(len);
+    return r;
+}
+
 /* Client chain verification (per session, so the flags can be kept for the
  * error text). A non-zero return makes mbedTLS fail the handshake even in
  * OPTIONAL mode, which gives SSOCK_TLS_VERIFY_OPTIONAL its meaning: no
@@ -731,6 +1014,13 @@ static int mb_verify(void *p, mbedtls_x509_crt *crt, int depth, uint32_t *flags)
             *flags |= MBEDTLS_X509_BADCERT_EXT_KEY_USAGE;
     }
     s->vflags |= *flags;
+    if (depth == 0 && s->vflags == 0 && s->cfg->verify_peer != NULL &&
+        mb_call_hook(s, crt) != 0) {
+        /* BADCERT_OTHER: mbedTLS answers with an access_denied alert */
+        s->hook_rejected = 1;
+        *flags |= MBEDTLS_X509_BADCERT_OTHER;
+        s->vflags |= *flags;
+    }
     return *flags != 0 ? MBEDTLS_ERR_X509_CERT_VERIFY_FAILED : 0;
 }
 
@@ -738,7 +1028,10 @@ static void mb_set_error(struct mb_sess *s, int ret)
 {
     char eb[200];
 
-    if (s->io_errno != 0) {
+    if (s->hook_rejected) {
+        (void)snprintf(s->err, sizeof s->err, "%s",
+                       SSOCK__TLS_REJECTED_BY_HOOK);
+    } else if (s->io_errno != 0) {
         (void)snprintf(s->err, sizeof s->err, "transport error: %s",
                        ssock__tls_errno_text(s->io_errno, eb, sizeof eb));
     } else if (s->vflags != 0 && (ret == MBEDTLS_ERR_X509_FATAL_ERROR ||
@@ -813,6 +1106,10 @@ static int mb_session_new(void *bcfg, const struct ssock__tls_io *io,
     mbedtls_ssl_set_bio(&s->ssl, s, mb_send, mb_recv, NULL);
     if (c->verify != SSOCK_TLS_VERIFY_NONE)
         mbedtls_ssl_set_verify(&s->ssl, mb_verify, s);
+#if MBEDTLS_VERSION_MAJOR >= 3
+    if (c->keylog != NULL)
+        mbedtls_ssl_set_export_keys_cb(&s->ssl, mb_export_keys, c);
+#endif
     *sessp = s;
     return 0;
 }
@@ -891,7 +1188,20 @@ static int mb_read(void *p, void *buf, size_t len, size_t *n)
         return SSOCK_ETLS;
     }
 #endif
-    ret = mb_result(s, ret);
+    {
+        int close_notify = ret == MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY;
+
+        ret = mb_result(s, ret);
+        /* The transport ended (MBEDTLS_ERR_SSL_CONN_EOF, or 0 with the
+         * transport at EOF) without close_notify: a possible truncation,
+         * not a clean end. */
+        if (ret == SSOCK_EOF && !close_notify) {
+            (void)snprintf(s->err, sizeof s->err,
+                           "peer closed the connection without close_notify "
+                           "(possible truncation)");
+            return SSOCK_ETRUNCATED;
+        }
+    }
     if (ret == SSOCK_ETLS && s->empty_records) {
         /* mbedTLS 2.28 reports its empty-record limit as a bad MAC */
         char was[160];
@@ -969,6 +1279,8 @@ static void mb_session_free(void *p)
     mbedtls_ssl_free(&s->ssl);
     free(s->sni);
     free(s->subject);
+    free(s->peer_der);
+    free(s->peer_len);
     free(s);
 }
 
@@ -1026,13 +1338,20 @@ static void mb_info(void *p, struct ssock__tls_info *out)
         }
         peer = mbedtls_ssl_get_peer_cert(&s->ssl);
         if (peer != NULL && s->cfg->verify != SSOCK_TLS_VERIFY_NONE &&
-            mbedtls_ssl_get_verify_result(&s->ssl) == 0)
+            mbedtls_ssl_get_verify_result(&s->ssl) == 0) {
             s->subject = mb_subject(&peer->subject);
+            /* on failure (no memory) the chain is simply absent */
+            (void)mb_chain(peer, &s->peer_der, &s->peer_len, &s->peer_count);
+        }
     }
     out->version = mbedtls_ssl_get_version(&s->ssl);
     out->cipher = s->cipher[0] != '\0' ? s->cipher : NULL;
+    out->group = ssock__tls_group_name(s->sniff.group);
     out->alpn = mbedtls_ssl_get_alpn_protocol(&s->ssl);
     out->peer_subject = s->subject;
+    out->peer_count = s->peer_count;
+    out->peer_der = s->peer_der;
+    out->peer_len = s->peer_len;
 }
 
 static const char *mb_session_error(void *p)

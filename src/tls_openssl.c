@@ -54,6 +54,10 @@ struct os_cfg {
     unsigned char *alpn; /* wire format: length-prefixed names */
     unsigned int alpn_len;
     int verify;
+    ssock_tls_keylog_fn keylog; /* NULL: off */
+    void *keylog_arg;
+    ssock_tls_verify_fn verify_peer; /* NULL: off */
+    void *verify_peer_arg;
 };
 
 struct os_sess {
@@ -64,8 +68,13 @@ struct os_sess {
     int eof;      /* io recv returned 0 */
     int hs_done;
     int info_ready;
+    int close_notify;  /* the peer's close_notify was read */
+    int hook_rejected; /* verify_peer refused the client certificate */
     char *sni;
     char *subject;
+    size_t peer_count; /* verified client chain, DER, leaf first */
+    unsigned char **peer_der;
+    size_t *peer_len;
     char alpn[256];
     char err[256];
 };
@@ -480,6 +489,114 @@ static int os_sni_cb(SSL *ssl, int *al, void *arg)
     return SSL_TLSEXT_ERR_OK;
 }
 
+static char *os_subject(X509 *x);
+
+/* The key-log callback: OpenSSL already writes the NSS key log lines
+ * (CLIENT_RANDOM for TLS 1.2; the traffic secrets and EXPORTER_SECRET for
+ * TLS 1.3). Installed only when ssock_tls_options.keylog is set. */
+static void os_keylog_cb(const SSL *ssl, const char *line)
+{
+    const struct os_cfg *c = SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
+
+    if (c != NULL && c->keylog != NULL)
+        c->keylog(line, c->keylog_arg);
+}
+
+/* The client chain as sent, leaf first, as DER (OPENSSL_malloc'ed). On
+ * the server side OpenSSL's peer chain may or may not start with the
+ * leaf: it is skipped there when it does. 0 or SSOCK_ENOMEM. */
+static int os_chain_der(X509 *leaf, STACK_OF(X509) * sent,
+                        unsigned char ***derp, size_t **lenp, size_t *countp)
+{
+    int n = sent != NULL ? sk_X509_num(sent) : 0;
+    int skip = n > 0 && X509_cmp(sk_X509_value(sent, 0), leaf) == 0;
+    size_t count = (size_t)(1 + n - skip), k = 0;
+    unsigned char **der = calloc(count, sizeof *der);
+    size_t *len = calloc(count, sizeof *len);
+
+    *derp = NULL;
+    *lenp = NULL;
+    *countp = 0;
+    if (der == NULL || len == NULL)
+        goto fail;
+    for (int i = -1; i < n; i++) {
+        X509 *x = i < 0 ? leaf : sk_X509_value(sent, i);
+        int l;
+
+        if (i == 0 && skip)
+            continue;
+        l = i2d_X509(x, &der[k]);
+        if (l <= 0)
+            goto fail;
+        len[k++] = (size_t)l;
+    }
+    *derp = der;
+    *lenp = len;
+    *countp = count;
+    return 0;
+fail:
+    for (size_t i = 0; der != NULL && i < count; i++)
+        OPENSSL_free(der[i]);
+    free(der);
+    free(len);
+    ERR_clear_error();
+    return SSOCK_ENOMEM;
+}
+
+static void os_chain_free(unsigned char **der, size_t *len, size_t count)
+{
+    for (size_t i = 0; der != NULL && i < count; i++)
+        OPENSSL_free(der[i]);
+    free(der);
+    free(len);
+}
+
+/*
+ * The verify hook (ssock_tls_options.verify_peer), installed as the
+ * SSL_CTX's certificate verification: OpenSSL's own X509_verify_cert()
+ * first (with os_verify_cb), and only when it accepted the chain, the
+ * hook. A rejection is X509_V_ERR_CERT_REJECTED: the handshake fails with
+ * a bad_certificate alert.
+ */
+static int os_cert_verify_cb(X509_STORE_CTX *xs, void *arg)
+{
+    struct os_cfg *c = arg;
+    SSL *ssl =
+        X509_STORE_CTX_get_ex_data(xs, SSL_get_ex_data_X509_STORE_CTX_idx());
+    struct os_sess *s = ssl != NULL ? SSL_get_app_data(ssl) : NULL;
+    X509 *leaf = X509_STORE_CTX_get0_cert(xs);
+    unsigned char **der = NULL;
+    size_t *len = NULL, count = 0;
+    ssock_tls_peer peer;
+    char *subject;
+    int ok = X509_verify_cert(xs);
+
+    if (ok != 1 || c->verify_peer == NULL || leaf == NULL)
+        return ok;
+    if (os_chain_der(leaf, X509_STORE_CTX_get0_untrusted(xs), &der, &len,
+                     &count) != 0) {
+        X509_STORE_CTX_set_error(xs, X509_V_ERR_OUT_OF_MEM);
+        return 0;
+    }
+    subject = os_subject(leaf);
+    memset(&peer, 0, sizeof peer);
+    peer.struct_size = sizeof peer;
+    peer.count = count;
+    peer.der = (const unsigned char *const *)der;
+    peer.der_len = len;
+    peer.subject = subject;
+    ok = c->verify_peer(&peer, c->verify_peer_arg) == 0;
+    free(subject);
+    os_chain_free(der, len, count);
+    if (!ok) {
+        if (s != NULL)
+            s->hook_rejected = 1;
+        X509_STORE_CTX_set_error(xs, X509_V_ERR_CERT_REJECTED);
+        return 0;
+    }
+    return 1;
+}
+
 /* ------------------------------------------------------------------ */
 /* Configuration                                                       */
 /* ------------------------------------------------------------------ */
@@ -535,7 +652,16 @@ static SSOCK__TLS_NODISCARD int os_setup_ctx(struct os_cfg *c,
                                                            : SSL_VERIFY_NONE;
     SSL_CTX_set_verify(ctx, mode,
                        mode != SSL_VERIFY_NONE ? os_verify_cb : NULL);
+    if (mode != SSL_VERIFY_NONE && c->verify_peer != NULL)
+        SSL_CTX_set_cert_verify_callback(ctx, os_cert_verify_cb, c);
     SSL_CTX_set_tlsext_servername_callback(ctx, os_sni_cb);
+    if (c->keylog != NULL) {
+        if (!SSL_CTX_set_app_data(ctx, c)) {
+            os_errf(err, errlen, "out of memory");
+            return SSOCK_ENOMEM;
+        }
+        SSL_CTX_set_keylog_callback(ctx, os_keylog_cb);
+    }
     return 0;
 }
 
@@ -679,6 +805,10 @@ static int os_config_new(const ssock_tls_options *o, void **bcfg, char *err,
         return SSOCK_ENOMEM;
     }
     c->verify = o->verify_client;
+    c->keylog = o->keylog;
+    c->keylog_arg = o->keylog_arg;
+    c->verify_peer = o->verify_peer;
+    c->verify_peer_arg = o->verify_peer_arg;
     c->ctx = SSL_CTX_new(TLS_server_method());
     if (c->ctx == NULL) {
         os_errf(err, errlen, "SSL_CTX_new: ");
@@ -761,6 +891,7 @@ static int os_result(struct os_sess *s, int r)
     case SSL_ERROR_WANT_WRITE:
         return SSOCK__TLS_WANT_WRITE;
     case SSL_ERROR_ZERO_RETURN:
+        s->close_notify = 1;
         (void)snprintf(s->err, sizeof s->err, "peer sent close_notify");
         ERR_clear_error();
         return SSOCK_EOF;
@@ -768,6 +899,12 @@ static int os_result(struct os_sess *s, int r)
         break;
     }
     s->err[0] = '\0';
+    if (s->hook_rejected) {
+        (void)snprintf(s->err, sizeof s->err, "%s",
+                       SSOCK__TLS_REJECTED_BY_HOOK);
+        ERR_clear_error();
+        return SSOCK_ETLS;
+    }
     if (s->io_errno != 0) {
         os_errf(s->err, sizeof s->err, "transport error: %s",
                 ssock__tls_errno_text(s->io_errno, eb, sizeof eb));
@@ -818,7 +955,17 @@ static int os_read(void *p, void *buf, size_t len, size_t *n)
     if (r == 1 && *n > 0)
         return 0;
     *n = 0;
-    return os_result(s, r);
+    r = os_result(s, r);
+    /* OpenSSL 3 reports a transport EOF without close_notify as
+     * SSL_R_UNEXPECTED_EOF_WHILE_READING (SSL_OP_IGNORE_UNEXPECTED_EOF is
+     * not set): a possible truncation, not a clean end. */
+    if (r == SSOCK_EOF && !s->close_notify) {
+        (void)snprintf(s->err, sizeof s->err,
+                       "peer closed the connection without close_notify "
+                       "(possible truncation)");
+        r = SSOCK_ETRUNCATED;
+    }
+    return r;
 }
 
 static int os_write(void *p, const void *buf, size_t len, size_t *n)
@@ -871,6 +1018,7 @@ static void os_session_free(void *p)
     SSL_free(s->ssl);
     free(s->sni);
     free(s->subject);
+    os_chain_free(s->peer_der, s->peer_len, s->peer_count);
     free(s);
 }
 
@@ -896,6 +1044,25 @@ static char *os_subject(X509 *x)
     return out;
 }
 
+/* OpenSSL's group NID as the IANA name (ssock's groups, and X448). */
+static const char *os_group_name(int nid)
+{
+    switch (nid) {
+    case NID_X25519:
+        return ssock__tls_group_name(0x001d);
+    case NID_X448:
+        return ssock__tls_group_name(0x001e);
+    case NID_X9_62_prime256v1:
+        return ssock__tls_group_name(0x0017);
+    case NID_secp384r1:
+        return ssock__tls_group_name(0x0018);
+    case NID_secp521r1:
+        return ssock__tls_group_name(0x0019);
+    default:
+        return NULL;
+    }
+}
+
 static void os_info(void *p, struct ssock__tls_info *out)
 {
     struct os_sess *s = p;
@@ -918,14 +1085,22 @@ static void os_info(void *p, struct ssock__tls_info *out)
         }
         peer = SSL_get0_peer_certificate(s->ssl);
         if (peer != NULL && s->cfg->verify != SSOCK_TLS_VERIFY_NONE &&
-            SSL_get_verify_result(s->ssl) == X509_V_OK)
+            SSL_get_verify_result(s->ssl) == X509_V_OK) {
             s->subject = os_subject(peer);
+            /* on failure (no memory) the chain is simply absent */
+            (void)os_chain_der(peer, SSL_get_peer_cert_chain(s->ssl),
+                               &s->peer_der, &s->peer_len, &s->peer_count);
+        }
     }
     out->version = SSL_get_version(s->ssl);
     cs = SSL_get_current_cipher(s->ssl);
     out->cipher = cs != NULL ? SSL_CIPHER_standard_name(cs) : NULL;
+    out->group = os_group_name(SSL_get_negotiated_group(s->ssl));
     out->alpn = s->alpn[0] != '\0' ? s->alpn : NULL;
     out->peer_subject = s->subject;
+    out->peer_count = s->peer_count;
+    out->peer_der = (const unsigned char *const *)s->peer_der;
+    out->peer_len = s->peer_len;
 }
 
 static const char *os_session_error(void *p)

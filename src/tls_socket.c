@@ -10,10 +10,16 @@
  * calls within one backend call, so every call comes back to our loop,
  * which checks its deadline and a close before it goes on.
  *
- * Facts. Version, cipher, ALPN, SNI and peer subject never change after
- * the handshake, so they are copied once, when it finishes; the getters
- * read only that copy and never touch the live session (a close from
- * another thread may be freeing it).
+ * Facts. Version, cipher, group, ALPN, SNI, peer subject and the client's
+ * certificate chain never change after the handshake, so they are copied
+ * once, when it finishes (by the accepting thread, before the socket is
+ * handed out); the getters read only that copy and never touch the live
+ * session (a close from another thread may be freeing it), so they are
+ * safe from any thread while the handle is alive.
+ *
+ * End of stream. The backends tell a close_notify (SSOCK_EOF) from a
+ * transport end without one (SSOCK_ETRUNCATED); either is kept and
+ * returned by every later read.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -32,12 +38,15 @@ struct tls_conn {
     struct ssock__tls_io io;
     const struct ssock__tls_backend *be;
     void *sess;     /* NULL once released (the socket is closed) */
-    int eof;        /* end of stream seen: every later read says so */
+    int eof;        /* 0, or SSOCK_EOF / SSOCK_ETRUNCATED: every later
+                       read returns it */
     int wbroken;    /* a write failed part way: no more writes */
     int recv_left;  /* of the current backend call's budget */
     int have_facts; /* `facts` was filled when the handshake finished */
     struct ssock__tls_info facts;
-    char *facts_buf;
+    char *facts_buf;                /* strings and DER of `facts` */
+    const unsigned char **peer_der; /* facts.peer_der */
+    size_t *peer_len;               /* facts.peer_len */
     char error[256]; /* backend text of the last failure, or "" */
 };
 
@@ -102,13 +111,13 @@ static int tls_read(ssock_socket *s, void *buf, size_t len, size_t *n)
     struct tls_conn *c = s->tls;
     ssock__deadline d = 0;
     int have_deadline = 0;
-    if (c->eof)
-        return SSOCK_EOF;
+    if (c->eof != 0)
+        return c->eof;
     for (;;) {
         c->recv_left = RECV_BUDGET;
         int rc = c->be->read(c->sess, buf, len, n);
-        if (rc == SSOCK_EOF)
-            c->eof = 1;
+        if (rc == SSOCK_EOF || rc == SSOCK_ETRUNCATED)
+            c->eof = rc;
         if (!is_want(rc)) {
             if (rc < 0 && rc != SSOCK_EOF)
                 keep_error(c);
@@ -220,42 +229,73 @@ static size_t tls_pending(ssock_socket *s)
     return c->sess != NULL ? c->be->pending(c->sess) : 0;
 }
 
-/* Copy the session's facts, once, when its handshake has finished. */
+/* Copy the session's facts, once, when its handshake has finished: the
+ * strings and the DER certificates into one buffer. On out of memory the
+ * getters answer NULL / 0: nothing worse. */
+enum { N_STR = 6 };
+
 static void keep_facts(struct tls_conn *c)
 {
     struct ssock__tls_info info;
-    const char *src[5];
-    size_t len[5], total = 0;
+    const char *src[N_STR];
+    const char **dst[N_STR];
+    size_t len[N_STR], total = 0, count;
 
     c->be->info(c->sess, &info);
+    c->have_facts = 1;
     src[0] = info.version;
     src[1] = info.cipher;
-    src[2] = info.alpn;
-    src[3] = info.sni;
-    src[4] = info.peer_subject;
-    for (int i = 0; i < 5; i++) {
+    src[2] = info.group;
+    src[3] = info.alpn;
+    src[4] = info.sni;
+    src[5] = info.peer_subject;
+    dst[0] = &c->facts.version;
+    dst[1] = &c->facts.cipher;
+    dst[2] = &c->facts.group;
+    dst[3] = &c->facts.alpn;
+    dst[4] = &c->facts.sni;
+    dst[5] = &c->facts.peer_subject;
+    for (int i = 0; i < N_STR; i++) {
         len[i] = src[i] != NULL ? strlen(src[i]) + 1 : 0;
         total += len[i];
     }
-    c->facts_buf = total > 0 ? malloc(total) : NULL;
-    c->have_facts = 1;
+    count =
+        info.peer_der != NULL && info.peer_len != NULL ? info.peer_count : 0;
+    for (size_t i = 0; i < count; i++)
+        total += info.peer_len[i];
+    if (total == 0)
+        return;
+    c->facts_buf = malloc(total);
     if (c->facts_buf == NULL)
-        return; /* the getters answer NULL: nothing worse */
-    const char *dst[5];
+        return;
     char *p = c->facts_buf;
-    for (int i = 0; i < 5; i++) {
-        dst[i] = NULL;
+    for (int i = 0; i < N_STR; i++) {
         if (src[i] != NULL) {
             memcpy(p, src[i], len[i]);
-            dst[i] = p;
+            *dst[i] = p;
             p += len[i];
         }
     }
-    c->facts.version = dst[0];
-    c->facts.cipher = dst[1];
-    c->facts.alpn = dst[2];
-    c->facts.sni = dst[3];
-    c->facts.peer_subject = dst[4];
+    if (count == 0)
+        return;
+    c->peer_der = calloc(count, sizeof(*c->peer_der));
+    c->peer_len = calloc(count, sizeof(*c->peer_len));
+    if (c->peer_der == NULL || c->peer_len == NULL) {
+        free(c->peer_der);
+        free(c->peer_len);
+        c->peer_der = NULL;
+        c->peer_len = NULL;
+        return;
+    }
+    for (size_t i = 0; i < count; i++) {
+        memcpy(p, info.peer_der[i], info.peer_len[i]);
+        c->peer_der[i] = (const unsigned char *)p;
+        c->peer_len[i] = info.peer_len[i];
+        p += info.peer_len[i];
+    }
+    c->facts.peer_der = c->peer_der;
+    c->facts.peer_len = c->peer_len;
+    c->facts.peer_count = count;
 }
 
 static void tls_release(ssock_socket *s)
@@ -269,6 +309,8 @@ static void tls_destroy(ssock_socket *s)
 {
     struct tls_conn *c = s->tls;
     free(c->facts_buf);
+    free(c->peer_der);
+    free(c->peer_len);
     free(c);
     s->tls = NULL;
 }
@@ -336,6 +378,69 @@ SSOCK__TLS_INFO_GETTER(alpn)
 SSOCK__TLS_INFO_GETTER(sni)
 SSOCK__TLS_INFO_GETTER(peer_subject)
 #undef SSOCK__TLS_INFO_GETTER
+
+int ssock_socket_tls_info_sized(const ssock_socket *s, ssock_tls_info *out,
+                                size_t size)
+{
+    ssock_tls_info all;
+    if (out == NULL || size < sizeof(out->struct_size))
+        return SSOCK_EINVAL;
+    memset(out, 0, size);
+    if (size > sizeof(all))
+        size = sizeof(all);
+    out->struct_size = size;
+    if (s == NULL)
+        return SSOCK_EINVAL;
+    if (s->tls == NULL)
+        return SSOCK_ENOTTLS;
+    memset(&all, 0, sizeof(all));
+    all.struct_size = size;
+    const struct ssock__tls_info *f = facts_of(s);
+    if (f != NULL) {
+        all.version = f->version;
+        all.cipher = f->cipher;
+        all.group = f->group;
+        all.alpn = f->alpn;
+        all.sni = f->sni;
+        all.peer_subject = f->peer_subject;
+    }
+    all.resumed = 0; /* no tickets, no session cache: never resumed */
+    memcpy(out, &all, size);
+    return 0;
+}
+
+size_t ssock_socket_tls_peer_cert_count(const ssock_socket *s)
+{
+    const struct ssock__tls_info *f = facts_of(s);
+    return f != NULL ? f->peer_count : 0;
+}
+
+int ssock_socket_tls_peer_cert(const ssock_socket *s, size_t index,
+                               const unsigned char **der, size_t *len)
+{
+    if (der != NULL)
+        *der = NULL;
+    if (len != NULL)
+        *len = 0;
+    if (s == NULL || der == NULL || len == NULL)
+        return SSOCK_EINVAL;
+    if (s->tls == NULL)
+        return SSOCK_ENOTTLS;
+    const struct ssock__tls_info *f = facts_of(s);
+    if (f == NULL || index >= f->peer_count)
+        return SSOCK_EINVAL;
+    *der = f->peer_der[index];
+    *len = f->peer_len[index];
+    return 0;
+}
+
+const char *ssock_socket_tls_last_error(const ssock_socket *s)
+{
+    if (s == NULL || s->tls == NULL)
+        return NULL;
+    const struct tls_conn *c = s->tls;
+    return c->error;
+}
 
 const char *ssock_socket_tls_error(const ssock_socket *s)
 {

@@ -330,17 +330,25 @@ static int64_t close_with_full_path(int backend, int write_timeout_ms)
 
 static void run_close_bounded(int backend)
 {
-    int64_t forever = close_with_full_path(backend, SSOCK_WAIT_FOREVER);
-    int64_t short_wt = close_with_full_path(backend, 150);
-    print_message("    close with a full path: %lld ms (write timeout "
-                  "forever), %lld ms (write timeout 150 ms)\n",
-                  (long long)forever, (long long)short_wt);
-    /* It tried for the whole bound, and no longer. (Only the first
-     * lower bound is asserted: on a loaded machine the kernel may still
-     * find room for the 31-byte close_notify during the shorter wait.) */
-    assert_true(forever >= 1000 - 1);
-    assert_true(forever <= 1000 + th_slack_ms());
-    assert_true(short_wt <= 150 + th_slack_ms());
+    /* Upper bounds hold in every run. The lower bound (it really tried
+     * for the whole second) is judged on the longest of three runs: on a
+     * loaded machine the kernel can collapse the client's receive queue
+     * and find room for the 31-byte close_notify after all. */
+    int64_t longest = 0;
+    for (int i = 0; i < TH_TRIES; i++) {
+        int64_t forever = close_with_full_path(backend, SSOCK_WAIT_FOREVER);
+        int64_t short_wt = close_with_full_path(backend, 150);
+        print_message("    close with a full path: %lld ms (write timeout "
+                      "forever), %lld ms (write timeout 150 ms)\n",
+                      (long long)forever, (long long)short_wt);
+        assert_true(forever <= 1000 + th_slack_ms());
+        assert_true(short_wt <= 150 + th_slack_ms());
+        if (forever > longest)
+            longest = forever;
+        if (longest >= 1000 - 1)
+            break;
+    }
+    assert_true(longest >= 1000 - 1);
 }
 
 static void test_close_notify_bounded(void **state)

@@ -125,11 +125,68 @@ typedef enum ssock_tls_verify {
 /* ------------------------------------------------------------------ */
 
 /**
+ * Key-log callback (ssock_tls_options.keylog): receives one line of the NSS
+ * key log format, the format Wireshark reads ("CLIENT_RANDOM <client random>
+ * <master secret>" for TLS 1.2; "CLIENT_HANDSHAKE_TRAFFIC_SECRET",
+ * "SERVER_HANDSHAKE_TRAFFIC_SECRET", "CLIENT_TRAFFIC_SECRET_0",
+ * "SERVER_TRAFFIC_SECRET_0" (and, on OpenSSL, "EXPORTER_SECRET") lines for
+ * TLS 1.3; values in lower-case hex), without a newline. `line` is valid
+ * only during the call. Called from the thread running the handshake (the
+ * thread in ssock_server_accept()). Anyone holding these lines can decrypt
+ * the session: for debugging only.
+ */
+typedef void (*ssock_tls_keylog_fn)(const char *line, void *arg);
+
+/**
+ * What the verify hook (ssock_tls_options.verify_peer) is shown: the client
+ * certificate chain as the client sent it, leaf first, as DER, and the
+ * leaf's subject in the format of ssock_socket_tls_peer_subject(). Filled
+ * by the library; everything is valid only during the call. `struct_size`
+ * is the size of the struct the library filled: a later library may
+ * append fields, read them only when struct_size covers them.
+ */
+typedef struct ssock_tls_peer {
+    size_t struct_size;
+    /** Number of certificates (>= 1). */
+    size_t count;
+    /** der[i] / der_len[i]: certificate i, 0 = the client's leaf. */
+    const unsigned char *const *der;
+    const size_t *der_len;
+    /** Subject of der[0], e.g. "O=ssock, CN=client" (NULL if it could not
+     * be formatted). */
+    const char *subject;
+} ssock_tls_peer;
+
+/**
+ * Verify hook (ssock_tls_options.verify_peer): called during the
+ * handshake, from the accepting thread, only for a client certificate that
+ * the backend has already verified (chain to the CA, dates, key usage).
+ * Return 0 to accept it; any other value rejects it: the handshake fails
+ * (the client gets a bad_certificate alert on OpenSSL, access_denied on
+ * mbedTLS; on TLS 1.3 a client has usually finished its side already and
+ * sees the alert on its first read, and mbedTLS 3.6 sends it under keys
+ * the client has left, so the client reports a bad record MAC, as for
+ * any client certificate mbedTLS 3.6 refuses), it is counted in
+ * ssock_tls_stats.handshakes_failed, and the
+ * server's event callback and ssock_server_tls_last_error() say "rejected
+ * by verify_peer". It must not call into the server that runs the
+ * handshake.
+ */
+typedef int (*ssock_tls_verify_fn)(const ssock_tls_peer *peer, void *arg);
+
+/**
  * Everything a TLS configuration is built from. Always fill it with
- * ssock_tls_options_init() first, then change fields: later versions append
- * fields that the init function gives safe defaults. Nothing it points to
- * needs to outlive ssock_tls_config_new(): files are read and memory is
- * copied during the call.
+ * ssock_tls_options_init() first, then change fields. The init macro
+ * passes the size of the struct the program was compiled with (the scheme
+ * of ssock_server_options): a program built against an older header keeps
+ * working with a newer library, which uses defaults for the fields the
+ * program does not have, and a program built against a newer header gets
+ * SSOCK_ENOTSUP from ssock_tls_config_new() when it sets a field this
+ * library does not know. Every field is safe at zero except those the
+ * init function sets. Nothing it points to needs to outlive
+ * ssock_tls_config_new(): files are read and memory is copied during the
+ * call (the callbacks and their arguments are kept, and must stay valid
+ * while the configuration is in use).
  *
  * Each of the certificate chain, the private key and the CA bundle comes
  * either from a file (`*_file`, a path) or from memory (`*_mem` +
@@ -139,6 +196,9 @@ typedef enum ssock_tls_verify {
  * key). Encrypted private keys are not supported.
  */
 typedef struct ssock_tls_options {
+    /** Set by ssock_tls_options_init(); do not change. */
+    size_t struct_size;
+
     /** SSOCK_TLS_BACKEND_DEFAULT (mbedTLS if built), _MBEDTLS or _OPENSSL. */
     int backend;
 
@@ -211,13 +271,36 @@ typedef struct ssock_tls_options {
      * SSOCK_TLS_DEFAULT_SOURCE_PREFIX_V6 (64: one customer network). Outside
      * 0..128: SSOCK_ETLSCONFIG. */
     int source_prefix_v6;
+
+    /* ---- since 0.2 ---- */
+
+    /** Optional key-log callback (see ssock_tls_keylog_fn) and its
+     * argument; NULL (the default): no key is ever exported. There is no
+     * environment variable (SSLKEYLOGFILE is ignored): only this explicit
+     * option turns it on. Both backends, TLS 1.2 and 1.3. */
+    ssock_tls_keylog_fn keylog;
+    void *keylog_arg;
+
+    /** Optional verify hook (see ssock_tls_verify_fn) and its argument,
+     * for a client certificate; used only with SSOCK_TLS_VERIFY_OPTIONAL
+     * or _REQUIRED (a client that sends no certificate under _OPTIONAL
+     * does not reach it; with _NONE it is never called, and
+     * ssock_tls_config_message() says so). NULL (the default): the
+     * backend's verification alone decides. */
+    ssock_tls_verify_fn verify_peer;
+    void *verify_peer_arg;
 } ssock_tls_options;
 
 /** Fill `opts` with the defaults: default backend, no certificate, key or
  * CA, SSOCK_TLS_VERIFY_NONE, SSOCK_TLS_VERSION_1_2, no ALPN, default
  * handshake timeout and cap, allow_expired_cert 0, per-source cap and IPv6
- * source prefix 0 (their defaults). No-op on NULL. */
-SSOCK_API void ssock_tls_options_init(ssock_tls_options *opts);
+ * source prefix 0 (their defaults), no key-log callback, no verify hook.
+ * No-op on NULL. Use the macro; the function takes the size of the
+ * caller's struct and fills only that much. */
+SSOCK_API void ssock_tls_options_init_sized(ssock_tls_options *opts,
+                                            size_t size);
+#define ssock_tls_options_init(opts)                                           \
+    ssock_tls_options_init_sized((opts), sizeof(ssock_tls_options))
 
 /* ------------------------------------------------------------------ */
 /* Configuration                                                       */
@@ -250,7 +333,11 @@ typedef struct ssock_tls_config ssock_tls_config;
  *               when errlen > 0; SSOCK_TLS_ERRBUF_SIZE is enough.
  * @param errlen size of errbuf.
  * @return 0;
- *         SSOCK_EINVAL (NULL `out` or `opts`);
+ *         SSOCK_EINVAL (NULL `out` or `opts`, or `opts` not filled by
+ *           ssock_tls_options_init(): struct_size smaller than the 0.2
+ *           layout up to source_prefix_v6);
+ *         SSOCK_ENOTSUP (`opts` comes from a newer header and sets a field
+ *           this library does not know);
  *         SSOCK_ENOBACKEND (unknown backend id, or a backend not built in);
  *         SSOCK_EBADTIMEOUT (handshake_timeout_ms <= 0);
  *         SSOCK_ETLSCONFIG (max_handshakes <= 0 or above
@@ -354,10 +441,22 @@ SSOCK_API int ssock_tls_backend_from_name(const char *name);
  *  - ssock_server_close() from another thread wakes the acceptor and frees
  *    every pending handshake.
  *  - Accepted TLS sockets keep the whole ssock_socket API and its
- *    semantics (timeouts, SSOCK_EOF, SSOCK_ESERVERCLOSED, wake on close).
+ *    semantics (timeouts, SSOCK_ESERVERCLOSED, wake on close).
  *    The backend's WANT_READ / WANT_WRITE are handled inside, under the
  *    same timeouts; a TLS protocol failure is SSOCK_ETLS, with the
- *    backend's text in ssock_socket_tls_error(). Writes never raise
+ *    backend's text in ssock_socket_tls_last_error().
+ *  - End of stream, on both backends: ssock_socket_read() returns SSOCK_EOF
+ *    only when the peer ended the stream properly, with a close_notify
+ *    alert. When the transport ends without one (a TCP FIN or a peer that
+ *    vanished), read returns SSOCK_ETRUNCATED instead: the data received so
+ *    far is authentic, but an attacker (or a crashed peer) may have cut the
+ *    stream short, so a protocol without its own length or end marker must
+ *    not treat it as complete. Both are sticky: every later read returns
+ *    the same code. (OpenSSL's SSL_R_UNEXPECTED_EOF_WHILE_READING, which
+ *    SSL_OP_IGNORE_UNEXPECTED_EOF is not set to hide, and mbedTLS's
+ *    transport EOF without close_notify, both become SSOCK_ETRUNCATED.)
+ *    A handshake cut short is a failed handshake (status SSOCK_EOF in its
+ *    event). Writes never raise
  *    SIGPIPE (the backends write through the library's send with
  *    MSG_NOSIGNAL).
  *  - Decrypted bytes may wait inside the TLS session, where poll() on
@@ -377,7 +476,9 @@ SSOCK_API int ssock_tls_backend_from_name(const char *name);
  *    return promptly.
  */
 
-/** Handshake counters of a TLS server (since it was opened). */
+/** Handshake counters of a TLS server (since it was opened). Fields are
+ * only ever appended; ssock_server_tls_stats() fills the size the program
+ * was compiled with. */
 typedef struct ssock_tls_stats {
     /** TCP connections taken from the listening socket. */
     uint64_t accepted;
@@ -400,14 +501,19 @@ typedef struct ssock_tls_stats {
 } ssock_tls_stats;
 
 /**
- * Read a TLS server's counters.
- * @return 0; SSOCK_EINVAL (NULL argument); SSOCK_ENOTTLS (a plain
- *         server; `stats` is zeroed).
+ * Read a TLS server's counters. Use the macro: the function zeroes and
+ * fills only the first `size` bytes of `stats` (the size of the struct the
+ * program was compiled with; a library with more counters leaves them
+ * out, an older one leaves the caller's extra counters at 0).
+ * @return 0; SSOCK_EINVAL (NULL argument, or size 0); SSOCK_ENOTTLS (a
+ *         plain server; `stats` is zeroed).
  * Safe from any thread while the server handle is alive; each counter is
  * read atomically, the set is not one snapshot. Still answers after close.
  */
-SSOCK_API int ssock_server_tls_stats(const ssock_server *server,
-                                     ssock_tls_stats *stats);
+SSOCK_API int ssock_server_tls_stats_sized(const ssock_server *server,
+                                           ssock_tls_stats *stats, size_t size);
+#define ssock_server_tls_stats(server, stats)                                  \
+    ssock_server_tls_stats_sized((server), (stats), sizeof(ssock_tls_stats))
 
 /**
  * Text of the backend's error for the most recent failed handshake on this
@@ -424,14 +530,77 @@ SSOCK_API const char *ssock_server_tls_last_error(const ssock_server *server);
 /* ------------------------------------------------------------------ */
 
 /*
- * These describe the session of a socket accepted from a TLS server. Each
- * returns a string owned by the socket, valid until ssock_socket_free(),
- * also after close (closing frees the TLS session and its buffers but keeps
- * a copy of these strings), or NULL when `sock` is NULL, is not a TLS
- * socket, or the item is not present. Same thread rules as other socket
- * calls; after a close from another thread, call them only once that
- * close has returned.
+ * These describe the session of a socket accepted from a TLS server. The
+ * facts (version, cipher, group, ALPN, SNI, client subject and certificate
+ * chain) are copied once, when the handshake finishes, and never change;
+ * the getters read only that copy, never the live session. So they are
+ * safe from any thread at any time while the handle is alive (not yet
+ * freed), also during or after a close from another thread. Each string
+ * or DER buffer is owned by the socket and valid until
+ * ssock_socket_free(), also after close; NULL when `sock` is NULL, is not
+ * a TLS socket, or the item is not present.
  */
+
+/**
+ * All the facts of a TLS session in one struct (ssock_socket_tls_info()).
+ * Fields are only ever appended; struct_size says how much the library
+ * filled.
+ */
+typedef struct ssock_tls_info {
+    /** Set by the library: the bytes it filled. */
+    size_t struct_size;
+    /** As ssock_socket_tls_version(), _cipher(). */
+    const char *version;
+    const char *cipher;
+    /** Key-exchange group, IANA name in lower case: "x25519",
+     * "secp256r1", "secp384r1" or "secp521r1" (the groups ssock offers),
+     * both backends, TLS 1.2 and 1.3. NULL if unknown. */
+    const char *group;
+    /** As ssock_socket_tls_alpn(), _sni(), _peer_subject(). */
+    const char *alpn;
+    const char *sni;
+    const char *peer_subject;
+    /** 1 for a resumed session. Always 0 today: session tickets and the
+     * session cache are off on both backends, so nothing is resumed. */
+    int resumed;
+} ssock_tls_info;
+
+/**
+ * Fill `info` with the session's facts (see ssock_tls_info). Use the
+ * macro; the function zeroes and fills only the first `size` bytes. The
+ * strings are owned by the socket, valid until ssock_socket_free().
+ * @return 0; SSOCK_EINVAL (NULL argument, or size smaller than
+ *         struct_size); SSOCK_ENOTTLS (a plain socket; `info` is zeroed
+ *         but for struct_size).
+ * Safe from any thread while the handle is alive; never blocks.
+ */
+SSOCK_API int ssock_socket_tls_info_sized(const ssock_socket *sock,
+                                          ssock_tls_info *info, size_t size);
+#define ssock_socket_tls_info(sock, info)                                      \
+    ssock_socket_tls_info_sized((sock), (info), sizeof(ssock_tls_info))
+
+/**
+ * Number of certificates in the client's chain as it sent it (leaf first),
+ * kept only when a client certificate was sent and verified (mutual TLS;
+ * the CA itself counts only if the client sent it). 0 when there is none,
+ * for a plain socket and for NULL. Safe from any thread while the handle
+ * is alive.
+ */
+SSOCK_API size_t ssock_socket_tls_peer_cert_count(const ssock_socket *sock);
+
+/**
+ * Certificate `index` of the client's chain as DER (0 = the client's leaf),
+ * captured at the end of the handshake: *der points into the socket (valid
+ * until ssock_socket_free()), *len is its length. Lets access checks
+ * compare the exact certificate or its key instead of a backend's subject
+ * text.
+ * @return 0; SSOCK_EINVAL (NULL argument, or index >= the count: *der and
+ *         *len are then NULL and 0); SSOCK_ENOTTLS (a plain socket).
+ * Safe from any thread while the handle is alive.
+ */
+SSOCK_API int ssock_socket_tls_peer_cert(const ssock_socket *sock, size_t index,
+                                         const unsigned char **der,
+                                         size_t *len);
 
 /** Negotiated protocol version: "TLSv1.2" or "TLSv1.3". */
 SSOCK_API const char *ssock_socket_tls_version(const ssock_socket *sock);
@@ -461,7 +630,13 @@ SSOCK_API const char *ssock_socket_tls_peer_subject(const ssock_socket *sock);
 
 /** Backend text of the last TLS failure on this socket ("" if none), NULL
  * when `sock` is NULL or not a TLS socket. Valid until the next call on the
- * socket (after close: until ssock_socket_free()). */
+ * socket (after close: until ssock_socket_free()); call it from the thread
+ * that owns the socket (it is written by that thread's reads and writes).
+ * The name matches the "last error" family (ssock_server_tls_last_error(),
+ * ssock_socket_last_os_error()). */
+SSOCK_API const char *ssock_socket_tls_last_error(const ssock_socket *sock);
+
+/** The same as ssock_socket_tls_last_error() (the 0.1 name). */
 SSOCK_API const char *ssock_socket_tls_error(const ssock_socket *sock);
 
 #ifdef __cplusplus
