@@ -477,7 +477,10 @@ SSOCK_API int ssock_server_fd(const ssock_server *server);
  *
  * @param nread receives the number of bytes read (0 whenever the result is
  *              not 0).
- * @return 0 with *nread >= 1; SSOCK_EOF (peer closed its side);
+ * @return 0 with *nread >= 1; SSOCK_EOF (peer closed its side; on TLS:
+ *         with close_notify); SSOCK_ETRUNCATED (TLS only: the stream ended
+ *         without close_notify, a possible truncation; sticky like
+ *         SSOCK_EOF); SSOCK_ETLS (TLS protocol error);
  *         SSOCK_ETIMEOUT (nothing arrived within the read timeout; the
  *         socket stays usable); SSOCK_ECLOSED; SSOCK_ESERVERCLOSED;
  *         SSOCK_EINVAL (NULL pointer or len 0); or -errno (-ECONNRESET).
