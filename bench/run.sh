@@ -190,15 +190,59 @@ fmt() {
   awk -v x="$1" 'BEGIN { if (x >= 100) printf "%.0f", x; else printf "%.2f", x }'
 }
 
-row() { # figure ssock baseline ratio target
-  printf '%-58s | %10s | %10s | %6s | %s\n' "$1" "$(fmt "$2")" \
-    "$(fmt "$3")" "$4" "$5" | tee -a "$table"
+# met VALUE TARGET: "yes", "NO" or "-" for a target ">= X", ">= X vs serial"
+# (VALUE is the ratio) or "<= X ms" / "<= +X B" (VALUE is ssock's figure or
+# the difference).
+met() {
+  local val=$1 tgt=$2 op lim
+  read -r op lim _ <<<"$tgt"
+  lim=${lim#+}
+  [[ $val =~ ^[-+]?[0-9.]+$ && $lim =~ ^[0-9.]+$ ]] || { echo -; return; }
+  val=${val#+}
+  case $op in
+    ">=") awk -v a="$val" -v b="$lim" 'BEGIN { print (a >= b) ? "yes" : "NO" }' ;;
+    "<=") awk -v a="$val" -v b="$lim" 'BEGIN { print (a <= b) ? "yes" : "NO" }' ;;
+    *) echo - ;;
+  esac
+}
+
+# row FIGURE SSOCK BASELINE RATIO TARGET [BETTER] [MET] [RUNS]
+# ratio = ssock / baseline; BETTER says which direction is better for this
+# figure (higher: throughput; lower: latency, memory, overshoot); MET is
+# computed from the value and the target; RUNS counts the runs behind the
+# medians and every loadgen error and failed run (ssock / baseline).
+row() {
+  printf '%-58s | %10s | %10s | %8s | %-6s | %-16s | %-3s | %s\n' "$1" \
+    "$(fmt "$2")" "$(fmt "$3")" "$4" "${6:--}" "$5" "${7:--}" "${8:--}" |
+    tee -a "$table"
 }
 
 section() {
   printf '\n%s\n' "$1" | tee -a "$table"
-  printf '%-58s | %10s | %10s | %6s | %s\n' figure ssock baseline ratio \
-    target | tee -a "$table"
+  printf '%-58s | %10s | %10s | %8s | %-6s | %-16s | %-3s | %s\n' figure \
+    ssock baseline "ssock/bl" better target met \
+    "runs ok, errors (ssock / baseline)" | tee -a "$table"
+}
+
+# runs_note LINES: "N ok, E errors" over loadgen result lines (one per
+# line); a run that printed no result or failed counts as not ok.
+runs_note() {
+  local ok=0 bad=0 err=0 l e
+  while IFS= read -r l; do
+    [[ -z $l ]] && continue
+    e=$(field "$l" errors)
+    [[ $e =~ ^[0-9]+$ ]] && err=$((err + e))
+    if [[ $l == *failed=1* || -z $(field "$l" ops)$(field "$l" held) ]]; then
+      bad=$((bad + 1))
+    else
+      ok=$((ok + 1))
+    fi
+  done <<<"$1"
+  if ((bad > 0)); then
+    echo "$ok ok + $bad FAILED, $err errors"
+  else
+    echo "$ok ok, $err errors"
+  fi
 }
 
 want() { [[ $1 =~ $ONLY ]]; }
@@ -225,7 +269,7 @@ compare() {
   IFS=, read -r -a bases <<<"$bspecs"
   IFS=, read -r -a keyv <<<"$keys"
   if over_budget; then
-    row "$label" skipped skipped n/a "$target (time budget)"
+    row "$label" skipped skipped n/a "$target" - "NO" "skipped: time budget"
     return
   fi
   say "  $label"
@@ -236,12 +280,18 @@ compare() {
       bl[$i]+="$(measure "${bases[$i]}" "$@")"$'\n'
     done
   done
+  local snote
+  snote=$(runs_note "$(printf '%s\n' "${ssl[@]}")")
   for k in "${!keyv[@]}"; do
-    local key=${keyv[$k]} s b l t v
+    local key=${keyv[$k]} s b l t v q m better
     local -a vals=()
     for v in "${ssl[@]}"; do vals+=("$(field "$v" "$key")"); done
     s=$(median "${vals[@]}")
     server_ok "$sspec" || s=n/a
+    case $key in
+      *_us | *_ms) better=lower ;;
+      *) better=higher ;;
+    esac
     for i in "${!bases[@]}"; do
       vals=()
       while IFS= read -r v; do
@@ -249,9 +299,18 @@ compare() {
       done <<<"${bl[$i]:-}"
       b=$(median "${vals[@]}")
       server_ok "${bases[$i]}" || b=n/a
+      q=$(ratio "$s" "$b")
       if ((k == 0)); then l=$label t=$target; else l="  - $key" t="-"; fi
       ((${#bases[@]} > 1)) && l="$l (vs $(spec_name "${bases[$i]}"))"
-      row "$l" "$s" "$b" "$(ratio "$s" "$b")" "$t"
+      # A target "vs serial" is judged on the serial row only.
+      m=-
+      if [[ $t != - ]]; then
+        if [[ $t != *"vs serial"* || ${bases[$i]} == *:serial:* ]]; then
+          m=$(met "$q" "$t")
+        fi
+      fi
+      row "$l" "$s" "$b" "$q" "$t" "$better" "$m" \
+        "$snote / $(runs_note "${bl[$i]:-}")"
     done
   done
 }
@@ -350,7 +409,9 @@ slowloris_one() { # SPEC -> "p50 ms" or "> N ms"
   line=$(loadgen --mode slowloris --conns "$SLOW_K" --samples 5 --wait-ms 3000)
   stop_server
   echo "    $1 slowloris: $line" >>"$log"
-  if [[ $(field "$line" timeouts) != 0 ]]; then
+  if [[ -z $line ]]; then
+    echo "failed"
+  elif [[ $(field "$line" timeouts) != 0 ]]; then
     echo "> 3000"
   else
     field "$line" p50_ms
@@ -364,8 +425,10 @@ if want slowloris && ! over_budget; then
     s=$(slowloris_one "ssock-tls:$backend:ecdsa")
     b=$(slowloris_one "base:$backend:serial:ecdsa")
     t=$(slowloris_one "base:$backend:threads:ecdsa")
-    row "$backend vs serial baseline" "$s" "$b" "$(ratio "$s" "$b")" "<= 50 ms"
-    row "$backend vs threads baseline" "$s" "$t" "$(ratio "$s" "$t")" "<= 50 ms"
+    row "$backend vs serial baseline" "$s" "$b" "$(ratio "$s" "$b")" \
+      "<= 50 ms" lower "$(met "$s" "<= 50 ms")" "p50 of 5 good clients"
+    row "$backend vs threads baseline" "$s" "$t" "$(ratio "$s" "$t")" \
+      "<= 50 ms" lower "$(met "$s" "<= 50 ms")" "p50 of 5 good clients"
   done
 fi
 
@@ -405,28 +468,29 @@ idle_bytes() {
 }
 
 if want memory && ! over_budget; then
-  section "server memory per idle connection, bytes (VmRSS delta / $IDLE_CONNS; lower is better)"
+  section "server memory per idle connection, bytes (1 KiB = 1024 B; VmRSS delta x 1024 / connections held of $IDLE_CONNS; lower is better)"
   say "  memory"
   line=$("$bin/idle_mem" --conns "$IDLE_CONNS")
   echo "    idle_mem: $line" >>"$log"
   s=$(field "$line" ssock_bytes_per_conn)
   b=$(field "$line" raw_bytes_per_conn)
+  d=$(awk -v a="$s" -v b="$b" 'BEGIN { printf "%+.0f", a - b }')
   row "plain, library only (idle_mem: ssock_socket vs raw fd)" "$s" "$b" \
-    "$(awk -v a="$s" -v b="$b" 'BEGIN { printf "%+.0f B", a - b }')" "<= +512 B"
+    "$d B" "<= +512 B" lower "$(met "$d" "<= +512 B")"
   s=$(idle_bytes ssock-plain --size 1)
   b=$(idle_bytes rawthreads --size 1)
   d=n/a
   [[ $s =~ ^-?[0-9]+$ && $b =~ ^-?[0-9]+$ ]] && d="$(printf '%+d B' $((s - b)))"
-  row "plain, whole server: ssock-echo vs raw threads" "$s" "$b" "$d" "-"
+  row "plain, whole server: ssock-echo vs raw threads" "$s" "$b" "$d" "-" lower
   b=$(idle_bytes poll --size 1)
-  row "plain, whole server: ssock-echo vs poll loop" "$s" "$b" "n/a" "-"
+  row "plain, whole server: ssock-echo vs poll loop" "$s" "$b" "n/a" "-" lower
   for backend in openssl mbedtls; do
     s=$(idle_bytes "ssock-tls:$backend:ecdsa" --tls --size 1)
     b=$(idle_bytes "base:$backend:threads:ecdsa" --tls --size 1)
     d=n/a
     [[ $s =~ ^-?[0-9]+$ && $b =~ ^-?[0-9]+$ ]] && d="$(printf '%+d B' $((s - b)))"
     row "TLS $backend: ssock-echo vs threads baseline" "$s" "$b" "$d" \
-      "<= +2048 B"
+      "<= +2048 B" lower "$(met "${d% B}" "<= +2048 B")"
   done
 fi
 
@@ -441,8 +505,17 @@ if want overshoot && ! over_budget; then
     for p in p50 p99; do
       s=$(field "$line" "ssock_${p}_ms")
       b=$(field "$line" "raw_${p}_ms")
-      row "timeout $t ms, $p of $n runs (early returns: $(field "$line" ssock_early))" \
-        "$s" "$b" "-" "$([[ $p = p99 ]] && echo '<= 5 ms' || echo -)"
+      pl=$p
+      # Fewer than 100 runs: the "p99" is the maximum; say so.
+      [[ $p = p99 && $n =~ ^[0-9]+$ ]] && ((n < 100)) && pl="max"
+      if [[ $p = p99 ]]; then
+        row "timeout $t ms, $pl of $n runs, $(field "$line" ssock_early) early" \
+          "$s" "$b" "-" "<= 5 ms" lower "$(met "$s" "<= 5 ms")" \
+          "$([[ $pl = max ]] && echo "p99 needs >= 100 runs: this is the maximum")"
+      else
+        row "timeout $t ms, $pl of $n runs, $(field "$line" ssock_early) early" \
+          "$s" "$b" "-" "-" lower
+      fi
     done
   done < <("${srv_cpu[@]}" "$bin/accept_overshoot")
 fi

@@ -10,7 +10,29 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdlib.h>
 #include <unistd.h>
+
+#include "internal.h"
+
+#if defined(SSOCK_HAVE_VALGRIND_H)
+#include <valgrind/valgrind.h>
+#endif
+#ifndef RUNNING_ON_VALGRIND
+#define RUNNING_ON_VALGRIND 0
+#endif
+#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+#define TH_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer) || __has_feature(address_sanitizer)
+#define TH_SANITIZED 1
+#endif
+#endif
+#ifndef TH_SANITIZED
+#define TH_SANITIZED 0
+#endif
 
 int64_t th_now_us(void)
 {
@@ -345,8 +367,9 @@ int th_call_wait(th_call *c, int timeout_ms)
     return th_thread_join(&c->t, timeout_ms);
 }
 
-int th_pair_open_opts(th_pair *p, const char *addr, int family,
-                      const ssock_server_options *opts)
+int th_pair_open_sys_(th_pair *p, const char *addr, int family,
+                      const ssock_server_options *opts,
+                      const struct ssock__sys *sys)
 {
     ssock_server_options o;
     int rc;
@@ -362,7 +385,8 @@ int th_pair_open_opts(th_pair *p, const char *addr, int family,
     o.addr = addr;
     if (o.accept_timeout_ms == 0 || o.accept_timeout_ms > TH_STUCK_MS)
         o.accept_timeout_ms = TH_STUCK_MS;
-    rc = ssock_server_open(&p->srv, &o);
+    rc = sys != NULL ? ssock__server_open_sys(&p->srv, &o, sys)
+                     : ssock_server_open(&p->srv, &o);
     if (rc != 0)
         goto fail;
     p->port = ssock_server_local_port(p->srv);
@@ -378,6 +402,12 @@ int th_pair_open_opts(th_pair *p, const char *addr, int family,
 fail:
     th_pair_free(p);
     return rc;
+}
+
+int th_pair_open_opts(th_pair *p, const char *addr, int family,
+                      const ssock_server_options *opts)
+{
+    return th_pair_open_sys_(p, addr, family, opts, NULL);
 }
 
 int th_pair_open(th_pair *p, const char *addr, int family)
@@ -408,4 +438,186 @@ void th_sigpipe_default(void)
     sigemptyset(&set);
     sigaddset(&set, SIGPIPE);
     pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+}
+
+int th_slow_mode(void)
+{
+    if (RUNNING_ON_VALGRIND)
+        return 1;
+    return TH_SANITIZED ? 2 : 0;
+}
+
+int th_slack_ms(void)
+{
+    switch (th_slow_mode()) {
+    case 1:
+        return 400; /* Valgrind */
+    case 2:
+        return 100; /* ASan / TSan */
+    default:
+        return 30;
+    }
+}
+
+int th_skip_check(const char *fmt, ...)
+{
+    char why[512];
+    va_list ap;
+    const char *gate = getenv("SSOCK_GATE");
+    const char *log = getenv("SSOCK_SKIP_LOG");
+
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof why, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "SKIP: %s\n", why);
+    fflush(stderr);
+    if (log != NULL && *log != '\0') {
+        FILE *f = fopen(log, "a");
+        if (f != NULL) {
+            fprintf(f, "SKIP: %s\n", why);
+            fclose(f);
+        }
+    }
+    return gate != NULL && strcmp(gate, "1") == 0;
+}
+
+/* ---- the system-call spy ------------------------------------------- */
+
+static struct {
+    atomic_int inside;
+    atomic_long events; /* calls started + calls ended */
+} th_spy;
+
+static void spy_enter(void)
+{
+    atomic_fetch_add(&th_spy.inside, 1);
+    atomic_fetch_add(&th_spy.events, 1);
+}
+
+static void spy_leave(void)
+{
+    atomic_fetch_sub(&th_spy.inside, 1);
+    atomic_fetch_add(&th_spy.events, 1);
+}
+
+static int spy_socket(int domain, int type, int protocol)
+{
+    return socket(domain, type, protocol);
+}
+
+static int spy_bind(int fd, const struct sockaddr *sa, socklen_t len)
+{
+    return bind(fd, sa, len);
+}
+
+static int spy_listen(int fd, int backlog)
+{
+    return listen(fd, backlog);
+}
+
+static int spy_accept4(int fd, struct sockaddr *sa, socklen_t *len, int flags)
+{
+    int rc, e;
+    spy_enter();
+    rc = accept4(fd, sa, len, flags);
+    e = errno;
+    spy_leave();
+    errno = e;
+    return rc;
+}
+
+static int spy_poll(struct pollfd *fds, nfds_t n, int timeout_ms)
+{
+    int rc, e;
+    spy_enter();
+    rc = poll(fds, n, timeout_ms);
+    e = errno;
+    spy_leave();
+    errno = e;
+    return rc;
+}
+
+static ssize_t spy_recv(int fd, void *buf, size_t len, int flags)
+{
+    ssize_t rc;
+    int e;
+    spy_enter();
+    rc = recv(fd, buf, len, flags);
+    e = errno;
+    spy_leave();
+    errno = e;
+    return rc;
+}
+
+static ssize_t spy_send(int fd, const void *buf, size_t len, int flags)
+{
+    ssize_t rc;
+    int e;
+    spy_enter();
+    rc = send(fd, buf, len, flags);
+    e = errno;
+    spy_leave();
+    errno = e;
+    return rc;
+}
+
+static int spy_shutdown(int fd, int how)
+{
+    return shutdown(fd, how);
+}
+
+static int spy_close(int fd)
+{
+    return close(fd);
+}
+
+static const struct ssock__sys th_spy_table = {
+    spy_socket, spy_bind, spy_listen,   spy_accept4, spy_poll,
+    spy_recv,   spy_send, spy_shutdown, spy_close,
+};
+
+const struct ssock__sys *th_spy_sys(void)
+{
+    return &th_spy_table;
+}
+
+void th_spy_reset(void)
+{
+    atomic_store(&th_spy.inside, 0);
+    atomic_store(&th_spy.events, 0);
+}
+
+int th_spy_inside(void)
+{
+    return atomic_load(&th_spy.inside);
+}
+
+int th_spy_wait_blocked(int n, int timeout_ms)
+{
+    int64_t deadline = th_now_ms() + timeout_ms;
+    long last = -1;
+    int64_t stable_since = 0;
+
+    for (;;) {
+        long ev = atomic_load(&th_spy.events);
+        int in = atomic_load(&th_spy.inside);
+        int64_t now = th_now_ms();
+        if (in >= n && ev == last) {
+            if (now - stable_since >= 20)
+                return 1;
+        } else {
+            last = ev;
+            stable_since = now;
+        }
+        if (now >= deadline)
+            return 0;
+        th_sleep_ms(2);
+    }
+}
+
+int th_pair_open_spy(th_pair *p, const char *addr, int family,
+                     const ssock_server_options *opts)
+{
+    th_spy_reset();
+    return th_pair_open_sys_(p, addr, family, opts, th_spy_sys());
 }

@@ -76,8 +76,7 @@ static void test_parse_literals(void **state)
 {
     (void)state;
     if (if_nametoindex("lo") == 0) {
-        print_message("[  SKIP    ] no interface named lo\n");
-        skip();
+        TH_SKIP("no interface named lo");
     }
     for (size_t i = 0; i < sizeof literals / sizeof literals[0]; i++)
         check_literal(&literals[i]);
@@ -188,10 +187,8 @@ static void test_format(void **state)
     v6(&s6, "::ffff:127.0.0.1", 40000, 0);
     expect_format((struct sockaddr *)&s6, "127.0.0.1", 40000);
 
-    if (lo == 0) {
-        print_message("[  SKIP    ] zone part: no interface named lo\n");
-        return;
-    }
+    if (lo == 0)
+        TH_SKIP("zone part: no interface named lo");
     v6(&s6, "fe80::1", 22, lo);
     expect_format((struct sockaddr *)&s6, "fe80::1%lo", 22);
     /* The longest text: a full address with a zone fits SSOCK_HOST_MAX. */
@@ -229,8 +226,7 @@ static void test_parse_format_round_trip(void **state)
     (void)state;
 
     if (if_nametoindex("lo") == 0) {
-        print_message("[  SKIP    ] no interface named lo\n");
-        skip();
+        TH_SKIP("no interface named lo");
     }
     for (size_t i = 0; i < sizeof rt / sizeof rt[0]; i++) {
         struct sockaddr_storage ss;

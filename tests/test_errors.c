@@ -5,6 +5,9 @@
 #include <limits.h>
 #include <string.h>
 
+#include "ssock/features.h"
+#include "ssock/tls.h"
+
 struct code {
     int value;
     const char *name;
@@ -201,6 +204,58 @@ static void test_version(void **state)
     assert_string_equal(ssock_version_string(), SSOCK_VERSION_STRING);
 }
 
+/* The TLS API in a library built without TLS (-DSSOCK_TLS=OFF): every
+ * entry point exists and answers SSOCK_ENOBACKEND / "not built"; plain
+ * servers are unaffected. Compiled in every build, asserting what that
+ * build promises. */
+static void test_tls_api_matches_build(void **state)
+{
+    ssock_tls_options t;
+    ssock_tls_config *cfg = (ssock_tls_config *)&t;
+    char err[SSOCK_TLS_ERRBUF_SIZE];
+    int rc;
+    (void)state;
+
+    assert_int_equal(ssock_tls_backend_available(SSOCK_TLS_BACKEND_MBEDTLS),
+                     SSOCK_HAVE_MBEDTLS);
+    assert_int_equal(ssock_tls_backend_available(SSOCK_TLS_BACKEND_OPENSSL),
+                     SSOCK_HAVE_OPENSSL);
+    assert_int_equal(ssock_tls_backend_available(SSOCK_TLS_BACKEND_DEFAULT),
+                     SSOCK_HAVE_TLS);
+#if !SSOCK_HAVE_TLS
+    ssock_tls_options_init(&t);
+    t.cert_file = "/nonexistent/cert.pem";
+    t.key_file = "/nonexistent/key.pem";
+    err[0] = 'x';
+    rc = ssock_tls_config_new(&cfg, &t, err, sizeof err);
+    assert_int_equal(rc, SSOCK_ENOBACKEND);
+    assert_null(cfg);
+    assert_true(strlen(err) > 0); /* says why */
+    for (int be = SSOCK_TLS_BACKEND_DEFAULT; be <= SSOCK_TLS_BACKEND_OPENSSL;
+         be++) {
+        cfg = (ssock_tls_config *)&t;
+        t.backend = be;
+        assert_int_equal(ssock_tls_config_new(&cfg, &t, NULL, 0),
+                         SSOCK_ENOBACKEND);
+        assert_null(cfg);
+    }
+    /* A plain server still works, and its TLS calls say "not TLS". */
+    {
+        ssock_server *srv = NULL;
+        ssock_tls_stats st;
+        assert_int_equal(ssock_server_open_addr(&srv, 0, 10, "127.0.0.1"), 0);
+        assert_int_equal(ssock_server_tls_stats(srv, &st), SSOCK_ENOTTLS);
+        assert_null(ssock_server_tls_last_error(srv));
+        ssock_server_free(srv);
+    }
+    print_message("[  INFO    ] built without TLS: SSOCK_ENOBACKEND checked\n");
+#else
+    (void)cfg;
+    (void)err;
+    (void)rc;
+#endif
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -212,6 +267,7 @@ int main(void)
         cmocka_unit_test(test_unknown_codes),
         cmocka_unit_test(test_thread_safe),
         cmocka_unit_test(test_version),
+        cmocka_unit_test(test_tls_api_matches_build),
     };
     return cmocka_run_group_tests_name("errors", tests, NULL, NULL);
 }

@@ -7,12 +7,17 @@
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include "internal.h"
+#include "ssock/tls.h"
 
 static char sentinel_obj;
 #define SENTINEL_SRV ((ssock_server *)(void *)&sentinel_obj)
@@ -298,6 +303,111 @@ static void test_addr_in_use_ipv6(void **state)
     check_addr_in_use("::1");
 }
 
+/* ---- promises with no test before issue 9 ---------------------------- */
+
+/* "SO_REUSEADDR is set" (ssock_server_open). */
+static void test_so_reuseaddr(void **state)
+{
+    ssock_server *srv = NULL;
+    int one = 0;
+    socklen_t len = sizeof one;
+    (void)state;
+
+    assert_int_equal(ssock_server_open_addr(&srv, 0, 1000, "127.0.0.1"), 0);
+    assert_int_equal(
+        getsockopt(ssock_server_fd(srv), SOL_SOCKET, SO_REUSEADDR, &one, &len),
+        0);
+    if (one == 0)
+        fail_msg("SO_REUSEADDR is not set on the listening socket");
+    ssock_server_free(srv);
+    /* Dual-stack default too. */
+    srv = NULL;
+    assert_int_equal(ssock_server_open_port(&srv, 0), 0);
+    one = 0;
+    assert_int_equal(
+        getsockopt(ssock_server_fd(srv), SOL_SOCKET, SO_REUSEADDR, &one, &len),
+        0);
+    assert_int_not_equal(one, 0);
+    ssock_server_free(srv);
+}
+
+/* A system without IPv6: socket(AF_INET6) fails with EAFNOSUPPORT. */
+static atomic_int no6_calls;
+static int no6_socket(int domain, int type, int protocol)
+{
+    if (domain == AF_INET6) {
+        atomic_fetch_add(&no6_calls, 1);
+        errno = EAFNOSUPPORT;
+        return -1;
+    }
+    return socket(domain, type, protocol);
+}
+
+static void test_ipv4_fallback_without_ipv6(void **state)
+{
+    struct ssock__sys sys = ssock__sys_default;
+    ssock_server_options o;
+    ssock_server *srv = NULL;
+    ssock_socket *sock = NULL;
+    int cfd;
+    (void)state;
+
+    sys.socket = no6_socket;
+    atomic_store(&no6_calls, 0);
+    ssock_server_options_init(&o);
+    o.accept_timeout_ms = TH_STUCK_MS;
+    /* addr NULL: "::" first, then "0.0.0.0" where IPv6 is unavailable. */
+    assert_int_equal(ssock__server_open_sys(&srv, &o, &sys), 0);
+    assert_int_equal(atomic_load(&no6_calls), 1);
+    assert_string_equal(ssock_server_host(srv), "0.0.0.0");
+    cfd = th_connect(AF_INET, ssock_server_local_port(srv), TH_STUCK_MS);
+    assert_true(cfd >= 0);
+    assert_int_equal(ssock_server_accept(srv, &sock), 0);
+    assert_string_equal(ssock_socket_peer_host(sock), "127.0.0.1");
+    ssock_socket_free(sock);
+    close(cfd);
+    ssock_server_free(srv);
+
+    /* An explicit IPv6 address is not silently replaced by IPv4. */
+    srv = NULL;
+    o.addr = "::1";
+    assert_int_equal(ssock__server_open_sys(&srv, &o, &sys), -EAFNOSUPPORT);
+    assert_null(srv);
+}
+
+/* TLS-only calls on a plain server and socket. */
+static void test_tls_calls_on_plain(void **state)
+{
+    th_pair p;
+    ssock_tls_stats st;
+    (void)state;
+
+    assert_int_equal(th_pair_open(&p, "127.0.0.1", AF_INET), 0);
+    memset(&st, 0xff, sizeof st);
+    assert_int_equal(ssock_server_tls_stats(p.srv, &st), SSOCK_ENOTTLS);
+    {
+        ssock_tls_stats zero;
+        memset(&zero, 0, sizeof zero);
+        assert_memory_equal(&st, &zero, sizeof st); /* "stats is zeroed" */
+    }
+    assert_int_equal(ssock_server_tls_stats(NULL, &st), SSOCK_EINVAL);
+    assert_int_equal(ssock_server_tls_stats(p.srv, NULL), SSOCK_EINVAL);
+    assert_null(ssock_server_tls_last_error(p.srv));
+    assert_null(ssock_server_tls_last_error(NULL));
+    assert_null(ssock_socket_tls_version(p.sock));
+    assert_null(ssock_socket_tls_cipher(p.sock));
+    assert_null(ssock_socket_tls_alpn(p.sock));
+    assert_null(ssock_socket_tls_sni(p.sock));
+    assert_null(ssock_socket_tls_peer_subject(p.sock));
+    assert_null(ssock_socket_tls_error(p.sock));
+    assert_null(ssock_socket_tls_error(NULL));
+    /* Still the same after close. */
+    assert_int_equal(ssock_server_close(p.srv), 0);
+    assert_int_equal(ssock_server_tls_stats(p.srv, &st), SSOCK_ENOTTLS);
+    assert_null(ssock_socket_tls_version(p.sock));
+    th_pair_free(&p);
+}
+
 static void test_fd_is_pollable(void **state)
 {
     ssock_server *srv = NULL;
@@ -334,19 +444,29 @@ static void check_accept_timeout(const char *addr, int timeout)
     int64_t t0, elapsed_us;
     int rc;
 
+    int64_t best = INT64_MAX;
+
     assert_int_equal(ssock_server_open_addr(&srv, 0, timeout, addr), 0);
-    t0 = th_now_us();
-    rc = ssock_server_accept(srv, &sock);
-    elapsed_us = th_now_us() - t0;
-    assert_int_equal(rc, SSOCK_ETIMEOUT);
-    assert_null(sock);
-    /* 1 ms for millisecond rounding inside the library. */
-    if (elapsed_us < (int64_t)timeout * 1000 - 1000)
-        fail_msg("accept(%d ms) returned after %.1f ms: too early", timeout,
-                 elapsed_us / 1000.0);
-    if (elapsed_us >= (int64_t)(timeout + 500) * 1000)
-        fail_msg("accept(%d ms) returned after %.1f ms: too late", timeout,
-                 elapsed_us / 1000.0);
+    /* Bound: the timeout + th_slack_ms(), best of TH_TRIES. */
+    for (int i = 0; i < TH_TRIES; i++) {
+        t0 = th_now_us();
+        rc = ssock_server_accept(srv, &sock);
+        elapsed_us = th_now_us() - t0;
+        assert_int_equal(rc, SSOCK_ETIMEOUT);
+        assert_null(sock);
+        /* 1 ms for millisecond rounding inside the library. */
+        if (elapsed_us < (int64_t)timeout * 1000 - 1000)
+            fail_msg("accept(%d ms) returned after %.1f ms: too early", timeout,
+                     elapsed_us / 1000.0);
+        if (elapsed_us < best)
+            best = elapsed_us;
+        if (best <= (int64_t)(timeout + TH_SLACK_MS) * 1000)
+            break;
+    }
+    if (best > (int64_t)(timeout + TH_SLACK_MS) * 1000)
+        fail_msg("accept(%d ms) returned after %.1f ms at best: too late "
+                 "(bound %d + %d ms)",
+                 timeout, best / 1000.0, timeout, TH_SLACK_MS);
     /* Still usable after a timeout. */
     {
         int cfd = th_connect(strchr(addr, ':') ? AF_INET6 : AF_INET,
@@ -454,7 +574,8 @@ static void *signaller_main(void *p)
     return NULL;
 }
 
-static void test_accept_continues_after_eintr(void **state)
+/* One accept(400 ms) interrupted by five signals; its duration in us. */
+static int64_t measure_accept_with_signals(void)
 {
     struct sigaction sa, old;
     struct signaller sg;
@@ -463,7 +584,6 @@ static void test_accept_continues_after_eintr(void **state)
     pthread_t t;
     int64_t t0, elapsed_us;
     int rc;
-    (void)state;
 
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_sigusr1;
@@ -492,10 +612,25 @@ static void test_accept_continues_after_eintr(void **state)
     if (elapsed_us < 399000)
         fail_msg("accept(400 ms) with signals returned after %.1f ms",
                  elapsed_us / 1000.0);
-    if (elapsed_us >= 900000)
-        fail_msg("accept(400 ms) with signals returned after %.1f ms: late",
-                 elapsed_us / 1000.0);
     ssock_server_free(srv);
+    return elapsed_us;
+}
+
+static void test_accept_continues_after_eintr(void **state)
+{
+    int64_t best = INT64_MAX;
+    (void)state;
+    /* Five signal deliveries and their handlers cost microseconds: the
+     * bound is the timeout + th_slack_ms(), best of TH_TRIES. */
+    for (int i = 0; i < TH_TRIES && best > (400 + TH_SLACK_MS) * 1000; i++) {
+        int64_t us = measure_accept_with_signals();
+        if (us < best)
+            best = us;
+    }
+    if (best > (400 + TH_SLACK_MS) * 1000)
+        fail_msg("accept(400 ms) with signals returned after %.1f ms at best: "
+                 "late (bound 400 + %d ms)",
+                 best / 1000.0, TH_SLACK_MS);
 }
 
 /* ---- close from another thread -------------------------------------- */
@@ -519,17 +654,25 @@ static int call_server_close(void *p)
 /* One thread blocks in accept, another closes the server: accept returns
  * SSOCK_ECLOSED within 100 ms (+ slack) of the close, and the close itself
  * does not block. */
-static void check_close_wakes_accept(const char *addr, int timeout)
+static int64_t measure_close_wakes_accept(const char *addr, int timeout)
 {
     struct acc_arg a;
     th_call acc, cl;
     int64_t woke_ms;
 
+    ssock_server_options o;
+
     a.srv = NULL;
     a.sock = SENTINEL_SOCK;
-    assert_int_equal(ssock_server_open_addr(&a.srv, 0, timeout, addr), 0);
+    ssock_server_options_init(&o);
+    o.accept_timeout_ms = timeout;
+    o.addr = addr;
+    th_spy_reset();
+    assert_int_equal(ssock__server_open_sys(&a.srv, &o, th_spy_sys()), 0);
     assert_int_equal(th_call_start(&acc, call_accept, &a), 0);
-    th_sleep_ms(100); /* let it block in accept */
+    /* Proof that it blocks: the thread is inside the library's poll. */
+    if (!th_spy_wait_blocked(1, TH_STUCK_MS))
+        fail_msg("accept (timeout %d) never blocked in poll", timeout);
     if (th_event_wait(&acc.t.done, 0))
         fail_msg("accept (timeout %d) returned %s before the close", timeout,
                  ssock_err_name(acc.rc));
@@ -548,13 +691,26 @@ static void check_close_wakes_accept(const char *addr, int timeout)
                  ssock_err_name(acc.rc), acc.rc);
     assert_null(a.sock);
     woke_ms = (acc.end_us - cl.start_us) / 1000;
-    if (woke_ms > TH_WAKE_MS + TH_SLACK_MS)
-        fail_msg("accept woke %lld ms after close (promise: %d ms)",
-                 (long long)woke_ms, TH_WAKE_MS);
     print_message("[  INFO    ] accept woke %lld ms after close\n",
                   (long long)woke_ms);
     assert_int_equal(ssock_server_close(a.srv), SSOCK_ECLOSED);
     ssock_server_free(a.srv);
+    return woke_ms;
+}
+
+/* Bound: TH_WAKE_MS + th_slack_ms(), best of TH_TRIES. */
+static void check_close_wakes_accept(const char *addr, int timeout)
+{
+    int64_t best = INT64_MAX;
+    for (int i = 0; i < TH_TRIES && best > TH_WAKE_MS + TH_SLACK_MS; i++) {
+        int64_t ms = measure_close_wakes_accept(addr, timeout);
+        if (ms < best)
+            best = ms;
+    }
+    if (best > TH_WAKE_MS + TH_SLACK_MS)
+        fail_msg("accept woke %lld ms after close at best (promise: %d ms, "
+                 "+%d ms slack)",
+                 (long long)best, TH_WAKE_MS, TH_SLACK_MS);
 }
 
 static void test_close_wakes_accept_ipv4(void **state)
@@ -722,6 +878,18 @@ static int emfile_child(int out, const char *addr, int family)
     if (ssock_server_last_os_error(srv) != -rc)
         CHILD_FAIL("last_os_error %d, want %d", ssock_server_last_os_error(srv),
                    -rc);
+    /* Shed: the pending connection was taken and closed, so the client
+     * sees end of stream (or a reset) at once instead of waiting in the
+     * backlog. */
+    {
+        char b;
+        ssize_t r = th_recv_some(c1, &b, 1, 1000);
+        if (r != 0 && r != -ECONNRESET)
+            CHILD_FAIL("the connection pending at EMFILE was not shed: "
+                       "client recv %zd, want 0 (end of stream) or "
+                       "-ECONNRESET",
+                       r);
+    }
 
     /* Free descriptors: the server accepts again. */
     while (ndummies > 0)
@@ -736,6 +904,11 @@ static int emfile_child(int out, const char *addr, int family)
         CHILD_FAIL("accept after freeing descriptors: %s (%d)",
                    ssock_err_name(rc), rc);
     }
+    /* The new client, not the shed one. */
+    if (ssock_socket_peer_port(sock) != th_local_port(c2))
+        CHILD_FAIL("accept after EMFILE returned port %d, want the new "
+                   "client's %d",
+                   ssock_socket_peer_port(sock), th_local_port(c2));
 done:
     while (ndummies > 0)
         close(dummies[--ndummies]);
@@ -847,6 +1020,9 @@ int main(void)
         cmocka_unit_test(test_free_without_close),
         cmocka_unit_test(test_emfile_ipv4),
         cmocka_unit_test(test_emfile_ipv6),
+        cmocka_unit_test(test_so_reuseaddr),
+        cmocka_unit_test(test_ipv4_fallback_without_ipv6),
+        cmocka_unit_test(test_tls_calls_on_plain),
     };
     return cmocka_run_group_tests_name("server", tests, NULL, NULL);
 }

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -209,16 +210,30 @@ static void test_read_timeout(void **state)
 
     assert_int_equal(th_pair_open(&p, "127.0.0.1", AF_INET), 0);
     assert_int_equal(ssock_socket_set_read_timeout(p.sock, 150), 0);
-    t0 = th_now_us();
-    rc = ssock_socket_read(p.sock, buf, sizeof buf, &n);
-    elapsed_us = th_now_us() - t0;
-    assert_int_equal(rc, SSOCK_ETIMEOUT);
-    assert_int_equal(n, 0);
-    if (elapsed_us < 149000)
-        fail_msg("read(150 ms) timed out after %.1f ms", elapsed_us / 1000.0);
-    if (elapsed_us > 650000)
-        fail_msg("read(150 ms) timed out after %.1f ms: late",
-                 elapsed_us / 1000.0);
+    /* Bound: 150 ms + th_slack_ms(); the best of TH_TRIES reads is judged. */
+    {
+        int64_t best = INT64_MAX;
+        for (int i = 0; i < TH_TRIES; i++) {
+            t0 = th_now_us();
+            rc = ssock_socket_read(p.sock, buf, sizeof buf, &n);
+            elapsed_us = th_now_us() - t0;
+            assert_int_equal(rc, SSOCK_ETIMEOUT);
+            assert_int_equal(n, 0);
+            /* A timeout is not an OS error (issue 9: it was stored as 1007). */
+            assert_int_equal(ssock_socket_last_os_error(p.sock), 0);
+            if (elapsed_us < 149000)
+                fail_msg("read(150 ms) timed out after %.1f ms: early",
+                         elapsed_us / 1000.0);
+            if (elapsed_us < best)
+                best = elapsed_us;
+            if (best <= (150 + TH_SLACK_MS) * 1000)
+                break;
+        }
+        if (best > (150 + TH_SLACK_MS) * 1000)
+            fail_msg("read(150 ms) timed out after %.1f ms at best: late "
+                     "(bound 150 + %d ms)",
+                     best / 1000.0, TH_SLACK_MS);
+    }
 
     /* Still usable: data sent now is read. */
     assert_int_equal(th_send_all(p.cfd, "hello", 5), 0);
@@ -268,6 +283,10 @@ static void test_eof(void **state)
         fail_msg("read after the peer closed: %s (%d), want SSOCK_EOF",
                  ssock_err_name(rc), rc);
     assert_int_equal(n, 0);
+    /* End of stream is not an OS error (issue 9: it was stored as 1010). */
+    if (ssock_socket_last_os_error(p.sock) != 0)
+        fail_msg("last_os_error after SSOCK_EOF is %d, want 0",
+                 ssock_socket_last_os_error(p.sock));
     th_pair_free(&p);
 }
 
@@ -303,7 +322,10 @@ static void check_write_to_dead_peer(int rst)
     assert_int_equal(ssock_socket_last_os_error(p.sock), -rc);
     /* Keeps failing, still without a signal. */
     rc = ssock_socket_write(p.sock, buf, sizeof buf, &n);
-    assert_true(rc < 0);
+    if (rc != -EPIPE && rc != -ECONNRESET)
+        fail_msg("second write to a %s peer: %s (%d), want -EPIPE or "
+                 "-ECONNRESET",
+                 rst ? "reset" : "closed", ssock_err_name(rc), rc);
     print_message("[  INFO    ] %s peer: write failed after %d write(s)\n",
                   rst ? "reset" : "closed", i + 1);
     th_pair_free(&p);
@@ -359,7 +381,6 @@ static void test_write_timeout(void **state)
     t0 = th_now_ms();
     rc = ssock_socket_write(p.sock, big, total, &n); /* peer never reads */
     elapsed_ms = th_now_ms() - t0;
-    free(big);
     if (rc != SSOCK_ETIMEOUT)
         fail_msg("write of 64 MiB to a peer that never reads: %s (%d), "
                  "nwritten %zu, want SSOCK_ETIMEOUT",
@@ -367,9 +388,43 @@ static void test_write_timeout(void **state)
     assert_true(n > 0);
     assert_true(n < total);
     assert_true(elapsed_ms >= 199);
-    assert_true(elapsed_ms < 10000);
+    assert_int_equal(ssock_socket_last_os_error(p.sock), 0);
     print_message("[  INFO    ] write timed out after %zu bytes, %lld ms\n", n,
                   (long long)elapsed_ms);
+    /* The buffers are now full: each further write is one wait for space,
+     * which the header bounds by the write timeout. Bound 200 ms +
+     * th_slack_ms(), best of TH_TRIES. */
+    {
+        int64_t best = INT64_MAX;
+        int pure = 0;
+        /* A write that moved 0 bytes was one pure wait; writes that still
+         * found some space (the kernel frees it in steps) are not judged. */
+        for (int i = 0; i < 20 && pure < TH_TRIES; i++) {
+            size_t m = 99;
+            t0 = th_now_us();
+            rc = ssock_socket_write(p.sock, big, (size_t)4 << 20, &m);
+            elapsed_ms = (th_now_us() - t0) / 1000;
+            if (rc != SSOCK_ETIMEOUT)
+                fail_msg("write into full buffers: %s (%d), want "
+                         "SSOCK_ETIMEOUT",
+                         ssock_err_name(rc), rc);
+            assert_true(elapsed_ms >= 199);
+            if (m != 0)
+                continue;
+            pure++;
+            if (elapsed_ms < best)
+                best = elapsed_ms;
+            if (best <= 200 + TH_SLACK_MS)
+                break;
+        }
+        if (pure == 0)
+            fail_msg("20 writes into full buffers each still moved data");
+        if (best > 200 + TH_SLACK_MS)
+            fail_msg("write(200 ms) into full buffers timed out after %lld ms "
+                     "at best (bound 200 + %d ms)",
+                     (long long)best, TH_SLACK_MS);
+    }
+    free(big);
     th_pair_free(&p);
 }
 
@@ -403,7 +458,7 @@ static void test_shutdown_write(void **state)
     assert_memory_equal(buf, "after shutdown", 14);
     /* Writing after shutdown fails (without a signal). */
     rc = ssock_socket_write(p.sock, "x", 1, &n);
-    assert_true(rc < 0);
+    assert_int_equal(rc, -EPIPE);
     /* The client closes: end of stream on the server side. */
     close(p.cfd);
     p.cfd = -1;

@@ -35,6 +35,7 @@
 
 #include <openssl/ssl.h>
 
+#include "internal.h"
 #include "ssock/tls.h"
 
 #if defined(SSOCK_HAVE_VALGRIND_H)
@@ -59,15 +60,23 @@
 /* Generous wait for things that must happen ("the handshake finishes"). */
 #define LONG_MS 10000
 
+/* Slack over a documented TLS bound: th_slack_ms() plus one handshake
+ * step (the header allows accept() one step past its timeout): 30 + 20 ms
+ * natively, 100 + 100 ms under a sanitizer; under Valgrind (every
+ * handshake step takes hundreds of ms) 3000 ms. */
 static int slack_ms(void)
 {
-    return RUNNING_ON_VALGRIND ? 3000 : 400;
+    if (RUNNING_ON_VALGRIND)
+        return 3000;
+    return th_slow_mode() ? th_slack_ms() + 100 : th_slack_ms() + 20;
 }
 
 /* ---- backends ---------------------------------------------------------- */
 
 static int g_be[2];
 static int g_nbe;
+static int g_missing[2]; /* backends not built: reported as skips */
+static int g_nmissing;
 static uint8_t g_hello[4096]; /* a real ClientHello (SNI localhost) */
 static size_t g_hello_len;
 
@@ -88,9 +97,7 @@ static int group_setup(void **state)
         else if (ssock_tls_backend_available(all[i]))
             g_be[g_nbe++] = all[i];
         else
-            print_message("[  INFO    ] backend %s not built: its runs are "
-                          "skipped\n",
-                          ssock_tls_backend_name(all[i]));
+            g_missing[g_nmissing++] = all[i];
     }
     tc_opts_init(&o);
     o.sni = "localhost";
@@ -107,19 +114,36 @@ static int group_setup(void **state)
 
 static void each_backend(void (*fn)(int backend))
 {
-    if (g_nbe == 0) {
-        print_message("[  SKIP    ] no TLS backend built\n");
-        skip();
-    }
+    for (int i = 0; i < g_nmissing; i++)
+        if (th_skip_check("backend %s not built: its runs are skipped",
+                          ssock_tls_backend_name(g_missing[i])))
+            fail_msg("SSOCK_GATE=1: every TLS backend must be built");
+    if (g_nbe == 0)
+        TH_SKIP("no TLS backend built");
     for (int i = 0; i < g_nbe; i++) {
         print_message("[ backend  ] %s\n", ssock_tls_backend_name(g_be[i]));
         fn(g_be[i]);
     }
 }
 
-static int is_openssl(int backend)
+/* Whether the backend as built offers TLS 1.3 (OpenSSL 3; mbedTLS 3.6,
+ * not 2.28): asked of the library itself, so the expectations follow the
+ * mbedTLS the build found. */
+static int has_tls13(int backend)
 {
-    return backend == SSOCK_TLS_BACKEND_OPENSSL;
+    ssock_tls_options t;
+    ssock_tls_config *cfg = NULL;
+    int rc;
+    ssock_tls_options_init(&t);
+    t.backend = backend;
+    t.cert_file = CERT("server-ecdsa.pem");
+    t.key_file = CERT("server-ecdsa.key");
+    t.min_version = SSOCK_TLS_VERSION_1_3;
+    rc = ssock_tls_config_new(&cfg, &t, NULL, 0);
+    ssock_tls_config_free(cfg);
+    if (rc != 0 && rc != SSOCK_EVERSION)
+        fail_msg("TLS 1.3 probe: %s", ssock_err_name(rc));
+    return rc == 0;
 }
 
 /* ---- server set-up ----------------------------------------------------- */
@@ -170,6 +194,9 @@ static ssock_server *open_srv(const spec *s, int accept_timeout_ms, int *port)
         t.handshake_timeout_ms = s->hs_timeout_ms;
     if (s->max_hs > 0)
         t.max_handshakes = s->max_hs;
+    /* Every client here comes from 127.0.0.1, so one source: these tests
+     * are about the whole set (the per-source limit is test_hostile's). */
+    t.max_handshakes_per_source = SSOCK_TLS_MAX_HANDSHAKES_LIMIT;
     rc = ssock_tls_config_new(&cfg, &t, err, sizeof err);
     if (rc != 0)
         fail_msg("ssock_tls_config_new: %s: %s", ssock_err_name(rc), err);
@@ -181,7 +208,9 @@ static ssock_server *open_srv(const spec *s, int accept_timeout_ms, int *port)
     o.accept_timeout_ms = accept_timeout_ms;
     o.backlog = 512; /* the slowloris clients must all get through connect */
     o.tls = cfg;
-    rc = ssock_server_open(&srv, &o);
+    /* Through the system-call spy, so "still blocked" is observed. */
+    th_spy_reset();
+    rc = ssock__server_open_sys(&srv, &o, th_spy_sys());
     ssock_tls_config_free(cfg);
     if (rc != 0)
         fail_msg("ssock_server_open: %s", ssock_err_name(rc));
@@ -487,7 +516,17 @@ static void check_session(int backend, int rsa, int tls13)
     assert_string_equal(ssock_socket_tls_version(sock), tc_version(&c));
     assert_non_null(ssock_socket_tls_cipher(sock));
     assert_string_equal(ssock_socket_tls_cipher(sock), tc_cipher(&c));
-    assert_string_equal(ssock_socket_tls_cipher(sock), want_cipher);
+    if (tls13 && strcmp(ssock_socket_tls_cipher(sock), want_cipher) != 0) {
+        /* TLS 1.3: OpenSSL uses the server's order; mbedTLS 3.6 the
+         * client's. Either way one of the three allowed AEAD suites. */
+        const char *c13 = ssock_socket_tls_cipher(sock);
+        if (strcmp(c13, "TLS_AES_256_GCM_SHA384") != 0 &&
+            strcmp(c13, "TLS_CHACHA20_POLY1305_SHA256") != 0)
+            fail_msg("TLS 1.3 suite %s is not one of the defaults", c13);
+        print_message("      TLS 1.3 suite %s (client's preference)\n", c13);
+    } else {
+        assert_string_equal(ssock_socket_tls_cipher(sock), want_cipher);
+    }
     assert_non_null(ssock_socket_tls_sni(sock));
     assert_string_equal(ssock_socket_tls_sni(sock), "localhost");
     assert_non_null(ssock_socket_tls_alpn(sock));
@@ -516,7 +555,7 @@ static void run_handshake_echo(int backend)
 {
     for (int rsa = 0; rsa <= 1; rsa++) {
         check_session(backend, rsa, 0);
-        if (is_openssl(backend))
+        if (has_tls13(backend))
             check_session(backend, rsa, 1);
     }
 }
@@ -780,9 +819,9 @@ static void real_peer_echo(proc *p, ssock_server *srv, const char *want_ver,
 static int have_binary(const char *path, const char *what)
 {
     if (path[0] == '\0' || access(path, X_OK) != 0) {
-        print_message("[  SKIP    ] %s not found (%s): its cases are "
-                      "skipped\n",
-                      what, path[0] ? path : "not found at configure time");
+        if (th_skip_check("%s not found (%s): its cases are skipped", what,
+                          path[0] ? path : "not found at configure time"))
+            fail_msg("SSOCK_GATE=1: %s must be installed", what);
         return 0;
     }
     return 1;
@@ -793,7 +832,7 @@ static void run_s_client(int backend)
     static const char *const vers[] = {"-tls1_2", "-tls1_3"};
     for (int rsa = 0; rsa <= 1; rsa++) {
         for (size_t v = 0; v < 2; v++) {
-            int ok = v == 0 || is_openssl(backend);
+            int ok = v == 0 || has_tls13(backend);
             spec s;
             int port;
             char connect[64];
@@ -826,7 +865,7 @@ static void run_s_client(int backend)
             if (ok) {
                 real_peer_echo(&g_proc, srv, v ? "TLSv1.3" : "TLSv1.2", "h2");
             } else {
-                /* mbedTLS 2.28 has no TLS 1.3: refused, counted, not
+                /* No TLS 1.3 (mbedTLS 2.28): refused, counted, not
                  * returned, accept runs its whole timeout. */
                 ssock_socket *sock = NULL;
                 int64_t t0 = th_now_ms();
@@ -877,7 +916,7 @@ static void run_gnutls_cli(int backend)
                             "127.0.0.1",
                             NULL};
             const char *want =
-                only12 || !is_openssl(backend) ? "TLSv1.2" : "TLSv1.3";
+                only12 || !has_tls13(backend) ? "TLSv1.2" : "TLSv1.3";
             print_message("    gnutls-cli %s, %s certificate\n",
                           only12 ? "TLS 1.2 only" : "default priority",
                           rsa ? "RSA" : "ECDSA");
@@ -917,7 +956,10 @@ static void mtls_case(int backend, int verify, const char *cert,
     s.verify = verify;
     o.cert_file = cert;
     o.key_file = key;
-    ssock_server *srv = open_srv(&s, expect_ok ? LONG_MS : 500, &port);
+    /* The rejection must happen inside one accept() call: under Valgrind a
+     * handshake step takes far longer, so the window is scaled. */
+    const int rej_ms = RUNNING_ON_VALGRIND ? 5000 : 500;
+    ssock_server *srv = open_srv(&s, expect_ok ? LONG_MS : rej_ms, &port);
     if (expect_ok) {
         ssock_socket *sock = handshake_with(srv, port, &c, &o);
         const char *subj = ssock_socket_tls_peer_subject(sock);
@@ -945,9 +987,9 @@ static void mtls_case(int backend, int verify, const char *cert,
         if (crc == TC_OK)
             crc = tc_read_some(&c, b, sizeof b, &n, LONG_MS);
         print_message("      client: %d %s\n", crc, c.err);
-        int rc = acc_wait(&a, 500 + LONG_MS);
+        int rc = acc_wait(&a, rej_ms + LONG_MS);
         assert_int_equal(rc, SSOCK_ETIMEOUT);
-        assert_true(acc_elapsed_ms(&a) >= 499);
+        assert_true(acc_elapsed_ms(&a) >= rej_ms - 1);
         assert_int_not_equal(crc, TC_OK);
         ssock_tls_stats st = get_stats(srv);
         assert_int_equal(st.accepted, 1);
@@ -1352,7 +1394,7 @@ static void pending_case(int backend, int tls13)
 static void run_pending(int backend)
 {
     pending_case(backend, 0);
-    if (is_openssl(backend))
+    if (has_tls13(backend))
         pending_case(backend, 1);
 }
 
@@ -1442,7 +1484,10 @@ static void run_server_close(int backend)
     rd.sock = sock;
     assert_int_equal(th_call_start(&rd.call, reader_fn, &rd), 0);
     acc_start(&a, srv);
-    th_sleep_ms(100); /* both are blocked now (checked below) */
+    /* Both are inside the library's poll/recv now. */
+    if (!th_spy_wait_blocked(2, TH_STUCK_MS))
+        fail_msg("acceptor and reader not both blocked (%d inside)",
+                 th_spy_inside());
     assert_false(th_event_wait(&a.call.t.done, 0));
     assert_false(th_event_wait(&rd.call.t.done, 0));
 
@@ -1484,6 +1529,209 @@ static void run_server_close(int backend)
     tc_close(&c);
     ssock_socket_free(sock);
     ssock_server_free(srv);
+}
+
+/* A TLS socket closed from another thread: the blocked reader returns
+ * SSOCK_ECLOSED within TH_WAKE_MS (+ slack), the close is prompt. */
+static int64_t measure_socket_close_wakes(int backend)
+{
+    tpair *p = tpair_open(backend, LONG_MS);
+    reader rd;
+
+    assert_int_equal(ssock_socket_set_read_timeout(p->sock, SSOCK_WAIT_FOREVER),
+                     0);
+    rd.sock = p->sock;
+    assert_int_equal(th_call_start(&rd.call, reader_fn, &rd), 0);
+    if (!th_spy_wait_blocked(1, TH_STUCK_MS))
+        fail_msg("the TLS reader never blocked");
+    int64_t t0 = th_now_us();
+    assert_int_equal(ssock_socket_close(p->sock), 0);
+    int64_t t1 = th_now_us();
+    if (!th_call_wait(&rd.call, TH_STUCK_MS))
+        fail_msg("the blocked TLS reader did not wake after close");
+    if (rd.call.rc != SSOCK_ECLOSED)
+        fail_msg("blocked TLS read after close: %s (%d), want SSOCK_ECLOSED",
+                 ssock_err_name(rd.call.rc), rd.call.rc);
+    assert_int_equal(ssock_socket_close(p->sock), SSOCK_ECLOSED);
+    int64_t woke = (rd.call.end_us - t0) / 1000;
+    print_message("    close took %.1f ms, reader woke after %lld ms\n",
+                  (double)(t1 - t0) / 1000.0, (long long)woke);
+    tpair_free(p);
+    return woke;
+}
+
+static void run_socket_close_wakes(int backend)
+{
+    int64_t best = INT64_MAX;
+    for (int i = 0; i < TH_TRIES && best > TH_WAKE_MS + slack_ms(); i++) {
+        int64_t ms = measure_socket_close_wakes(backend);
+        if (ms < best)
+            best = ms;
+    }
+    if (best > TH_WAKE_MS + slack_ms())
+        fail_msg("TLS reader woke %lld ms after close at best (bound %d + %d)",
+                 (long long)best, TH_WAKE_MS, slack_ms());
+}
+
+static void test_tls_socket_close_from_other_thread(void **state)
+{
+    (void)state;
+    each_backend(run_socket_close_wakes);
+}
+
+/* TLS write timeout: a client that never reads; the write that finds no
+ * room fails with SSOCK_ETIMEOUT after the write timeout (200 ms) +
+ * slack_ms(). Run on a thread so that a write that ignores its timeout
+ * fails this test at once instead of hanging the program. */
+typedef struct tlswriter {
+    th_call call;
+    ssock_socket *sock;
+    int64_t last_ms; /* duration of the write that failed */
+} tlswriter;
+
+static int tlswriter_fn(void *p)
+{
+    tlswriter *w = p;
+    static uint8_t chunk[16384];
+    for (int i = 0; i < 4096; i++) {
+        int64_t t0 = th_now_ms();
+        int rc = ssock_socket_write(w->sock, chunk, sizeof chunk, NULL);
+        w->last_ms = th_now_ms() - t0;
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+static void run_tls_write_timeout(int backend)
+{
+    tpair *p = tpair_open(backend, LONG_MS);
+    tlswriter w;
+    int small = 4096;
+
+    assert_int_equal(ssock_socket_set_write_timeout(p->sock, 200), 0);
+    /* Small kernel buffers: the path fills in a few writes. */
+    assert_int_equal(setsockopt(ssock_socket_fd(p->sock), SOL_SOCKET, SO_SNDBUF,
+                                &small, sizeof small),
+                     0);
+    assert_int_equal(
+        setsockopt(p->c.fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small), 0);
+    w.sock = p->sock;
+    w.last_ms = 0;
+    assert_int_equal(th_call_start(&w.call, tlswriter_fn, &w), 0);
+    if (!th_call_wait(&w.call, TH_STUCK_MS + slack_ms())) {
+        g_tp_live = 0; /* the teardown must not free what the thread uses */
+        fail_msg("TLS write to a client that never reads still blocked after "
+                 "%d ms (write timeout 200 ms)",
+                 TH_STUCK_MS); /* thread and pair leaked on purpose */
+    }
+    print_message("    failing write: %s after %lld ms\n",
+                  ssock_err_name(w.call.rc), (long long)w.last_ms);
+    if (w.call.rc != SSOCK_ETIMEOUT)
+        fail_msg("TLS write to a client that never reads: %s (%d), want "
+                 "SSOCK_ETIMEOUT",
+                 ssock_err_name(w.call.rc), w.call.rc);
+    assert_true(w.last_ms >= 199);
+    if (w.last_ms > 200 + slack_ms())
+        fail_msg("TLS write timed out after %lld ms (bound 200 + %d ms)",
+                 (long long)w.last_ms, slack_ms());
+    tpair_free(p);
+}
+
+static void test_tls_write_timeout(void **state)
+{
+    (void)state;
+    each_backend(run_tls_write_timeout);
+}
+
+/* close_notify is best effort, bounded by min(write timeout, 1000 ms),
+ * also when the write timeout is SSOCK_WAIT_FOREVER: with the path to a
+ * client that never reads full, close returns after 1000 ms (+ slack).
+ * The close runs on a thread so an unbounded one fails at once. */
+static int close_fn(void *p)
+{
+    return ssock_socket_close(p);
+}
+
+static void run_close_notify_bounded(int backend)
+{
+    tpair *p = tpair_open(backend, LONG_MS);
+    static char junk[65536];
+    int small = 4096, fd, quiet = 0;
+    th_call cl;
+
+    assert_int_equal(
+        ssock_socket_set_write_timeout(p->sock, SSOCK_WAIT_FOREVER), 0);
+    fd = ssock_socket_fd(p->sock);
+    assert_int_equal(
+        setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof small), 0);
+    assert_int_equal(
+        setsockopt(p->c.fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small), 0);
+    /* Fill the kernel's buffers behind the library's back (the session
+     * stays intact, so close tries to send close_notify). */
+    while (quiet < 3) {
+        ssize_t sent = 0, n;
+        while ((n = send(fd, junk, sizeof junk, MSG_DONTWAIT | MSG_NOSIGNAL)) >
+               0)
+            sent += n;
+        quiet = sent == 0 ? quiet + 1 : 0;
+        th_sleep_ms(20);
+    }
+    assert_int_equal(th_call_start(&cl, close_fn, p->sock), 0);
+    if (!th_call_wait(&cl, 1000 + TH_STUCK_MS)) {
+        g_tp_live = 0; /* the thread still uses the pair: leak it */
+        fail_msg("close with a full path and write timeout forever still "
+                 "blocked after %d ms (bound 1000 ms)",
+                 1000 + TH_STUCK_MS);
+    }
+    int64_t ms = (cl.end_us - cl.start_us) / 1000;
+    print_message("    close with a full path took %lld ms\n", (long long)ms);
+    assert_int_equal(cl.rc, 0);
+    assert_true(ms >= 999);
+    if (ms > 1000 + slack_ms())
+        fail_msg("close took %lld ms (bound 1000 + %d ms)", (long long)ms,
+                 slack_ms());
+    tpair_free(p);
+}
+
+static void test_close_notify_bounded_forever(void **state)
+{
+    (void)state;
+    each_backend(run_close_notify_bounded);
+}
+
+/* A corrupt record after the handshake: the read fails with SSOCK_ETLS and
+ * ssock_socket_tls_error() says why. */
+static void run_etls(int backend)
+{
+    static const uint8_t bad[] = {
+        0x17, 0x03, 0x03, 0x00, 0x20, 1,  2,  3,  4,  5,  6,  7,  8,
+        9,    10,   11,   12,   13,   14, 15, 16, 17, 18, 19, 20, 21,
+        22,   23,   24,   25,   26,   27, 28, 29, 30, 31, 32};
+    tpair *p = tpair_open(backend, LONG_MS);
+    char b[16];
+    size_t n = 99;
+
+    echo_once(p->sock, &p->c, "before the garbage");
+    assert_string_equal(ssock_socket_tls_error(p->sock), "");
+    assert_int_equal(ssock_socket_set_read_timeout(p->sock, LONG_MS), 0);
+    assert_int_equal(th_send_all(p->c.fd, bad, sizeof bad), 0);
+    int rc = ssock_socket_read(p->sock, b, sizeof b, &n);
+    print_message("    corrupt record: %s (%s)\n", ssock_err_name(rc),
+                  ssock_socket_tls_error(p->sock));
+    assert_int_equal(rc, SSOCK_ETLS);
+    assert_int_equal(n, 0);
+    assert_non_null(ssock_socket_tls_error(p->sock));
+    assert_true(strlen(ssock_socket_tls_error(p->sock)) > 0);
+    /* A TLS error is not an OS error. */
+    assert_int_equal(ssock_socket_last_os_error(p->sock), 0);
+    tpair_free(p);
+}
+
+static void test_etls_through_public_api(void **state)
+{
+    (void)state;
+    each_backend(run_etls);
 }
 
 static void test_server_close_wakes_and_frees(void **state)
@@ -1575,14 +1823,23 @@ static void run_read_timeout(int backend)
 
     p = tpair_open(backend, LONG_MS);
     assert_int_equal(ssock_socket_set_read_timeout(p->sock, 200), 0);
-    int64_t t0 = th_now_ms();
-    assert_int_equal(ssock_socket_read(p->sock, b, sizeof b, &n),
-                     SSOCK_ETIMEOUT);
-    int64_t el = th_now_ms() - t0;
-    assert_int_equal(n, 0);
-    print_message("    read timed out after %lld ms\n", (long long)el);
-    assert_true(el >= 199);
-    assert_true(el <= 200 + slack_ms());
+    /* Bound 200 ms + slack_ms(), best of TH_TRIES reads. */
+    int64_t best = INT64_MAX;
+    for (int i = 0; i < TH_TRIES && best > 200 + slack_ms(); i++) {
+        int64_t t0 = th_now_ms();
+        assert_int_equal(ssock_socket_read(p->sock, b, sizeof b, &n),
+                         SSOCK_ETIMEOUT);
+        int64_t el = th_now_ms() - t0;
+        assert_int_equal(n, 0);
+        print_message("    read timed out after %lld ms\n", (long long)el);
+        assert_true(el >= 199);
+        if (el < best)
+            best = el;
+    }
+    if (best > 200 + slack_ms())
+        fail_msg("TLS read(200 ms) timed out after %lld ms at best (bound "
+                 "200 + %d)",
+                 (long long)best, slack_ms());
     /* still usable */
     echo_once(p->sock, &p->c, "after the timeout");
     tpair_free(p);
@@ -1638,8 +1895,10 @@ static void run_vanished_peer(int backend)
         rc = ssock_socket_write(p->sock, chunk, sizeof chunk, NULL);
     print_message("    write #%d failed: %s (%s)\n", i, ssock_err_name(rc),
                   ssock_socket_tls_error(p->sock));
-    assert_int_not_equal(rc, 0);
-    assert_int_not_equal(rc, SSOCK_ETIMEOUT);
+    if (rc != -EPIPE && rc != -ECONNRESET)
+        fail_msg("TLS write to a vanished peer: %s (%d), want -EPIPE or "
+                 "-ECONNRESET",
+                 ssock_err_name(rc), rc);
     /* Still alive: no SIGPIPE. */
     tpair_free(p);
 }
@@ -1804,6 +2063,10 @@ int main(int argc, char **argv)
         T(test_close_sends_close_notify),
         T(test_echo_1mib),
         T(test_info_after_close),
+        T(test_tls_socket_close_from_other_thread),
+        T(test_etls_through_public_api),
+        T(test_tls_write_timeout),
+        T(test_close_notify_bounded_forever),
 #undef T
     };
     /* SIGPIPE stays at its default disposition for the whole run: any

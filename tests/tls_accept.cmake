@@ -54,3 +54,20 @@ ssock_add_test(test_tls_accept
   TIMEOUT 300
   DEFINITIONS ${_ta_defs}
   LIBRARIES OpenSSL::SSL OpenSSL::Crypto)
+
+# The strict defaults against real clients, and configuration errors that
+# need generated certificates (issue 9).
+set(_td_sources ${CMAKE_CURRENT_LIST_DIR}/test_tls_defaults.c
+  ${CMAKE_CURRENT_LIST_DIR}/tls_client.c)
+if(NOT TARGET ssock_test_helpers)
+  list(APPEND _td_sources ${CMAKE_CURRENT_LIST_DIR}/helpers.c)
+endif()
+ssock_add_test(test_tls_defaults
+  SOURCES ${_td_sources}
+  LABELS unit tls
+  TIMEOUT 300
+  DEFINITIONS ${_ta_defs}
+  LIBRARIES OpenSSL::SSL OpenSSL::Crypto)
+include(${CMAKE_CURRENT_LIST_DIR}/tls_socket.cmake)
+include(${CMAKE_CURRENT_LIST_DIR}/hostile.cmake)
+include(${CMAKE_CURRENT_LIST_DIR}/tls_api.cmake)
