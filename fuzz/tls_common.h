@@ -611,7 +611,7 @@ static void tls_session(ssock_server *srv, ssock_socket *sock, int server_first)
            strcmp(alpn, "http/1.1") == 0);
     tls_check_str(ssock_socket_tls_sni(sock), 255);
     tls_check_str(ssock_socket_tls_peer_subject(sock), 4096);
-    TCHECK(ssock_socket_tls_error(sock) != NULL);
+    TCHECK(ssock_socket_tls_last_error(sock) != NULL);
     /* Copies: the getters answer the same after close. */
     char info[5][512];
     const char *(*const get[5])(const ssock_socket *) = {
@@ -661,7 +661,7 @@ static void tls_session(ssock_server *srv, ssock_socket *sock, int server_first)
         const char *v = get[i](sock);
         TCHECK(strcmp(v != NULL ? v : "(none)", info[i]) == 0);
     }
-    TCHECK(ssock_socket_tls_error(sock) != NULL);
+    TCHECK(ssock_socket_tls_last_error(sock) != NULL);
     ssock_socket_free(sock);
 }
 

@@ -468,8 +468,20 @@ static SSOCK__TLS_NODISCARD int mb_step_key(struct mb_cfg *c,
 #else
     ret = mbedtls_pk_parse_key(&c->key, o->key_mem, len, NULL, 0);
 #endif
-    if (ret == 0)
+    if (ret == 0) {
+        /* The same floor as OpenSSL's default security level (112 bits):
+         * RSA >= 2048, EC >= 224 bits. */
+        size_t bits = mbedtls_pk_get_bitlen(&c->key);
+        int rsa = mbedtls_pk_can_do(&c->key, MBEDTLS_PK_RSA);
+        if ((rsa && bits < 2048) || (!rsa && bits < 224)) {
+            mb_errf(err, errlen,
+                    "key '%s': %s key of %zu bits is too weak (at least %d)",
+                    label(o->key_file), rsa ? "RSA" : "EC", bits,
+                    rsa ? 2048 : 224);
+            return SSOCK_ETLSCONFIG;
+        }
         return 0;
+    }
     if (ret == MBEDTLS_ERR_PK_PASSWORD_REQUIRED)
         mb_errf(err, errlen,
                 "key '%s': encrypted private keys are not supported",

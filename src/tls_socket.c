@@ -452,6 +452,6 @@ const char *ssock_socket_tls_error(const ssock_socket *s)
 
 void ssock__tls_socket_error(ssock_socket *s, char *buf, size_t len)
 {
-    const char *e = ssock_socket_tls_error(s);
+    const char *e = ssock_socket_tls_last_error(s);
     snprintf(buf, len, "%s", e != NULL ? e : "");
 }

@@ -446,7 +446,7 @@ static void sock_read_exact(ssock_socket *s, void *buf, size_t len)
         int rc = ssock_socket_read(s, (char *)buf + done, len - done, &n);
         if (rc != 0)
             fail_msg("ssock_socket_read: %s (%s)", ssock_err_name(rc),
-                     ssock_socket_tls_error(s));
+                     ssock_socket_tls_last_error(s));
         done += n;
     }
 }
@@ -917,7 +917,7 @@ static void keyupdate_trial(int backend, int arg, timing *t)
     print_message("      read: %s after %.1f ms (%ld KeyUpdates sent, "
                   "storm %d; %s)\n",
                   ssock_err_name(rc), el, st.sent, st.call.rc,
-                  ssock_socket_tls_error(sock));
+                  ssock_socket_tls_last_error(sock));
     assert_true(st.sent >= 1);
     /* No application data ever came: the read times out, or the backend
      * refuses the storm (a TLS error); it never returns data. */
@@ -1958,7 +1958,7 @@ static void early_bad_trial(int backend, int arg, timing *t)
         assert_int_equal(ssock_socket_set_read_timeout(a.sock, LONG_MS), 0);
         rc = ssock_socket_read(a.sock, b, sizeof b, &n);
         print_message("      first read: %s (%s)\n", ssock_err_name(rc),
-                      ssock_socket_tls_error(a.sock));
+                      ssock_socket_tls_last_error(a.sock));
         assert_int_equal(rc, SSOCK_ETLS);
         assert_int_equal(n, 0);
         ssock_socket_free(a.sock);

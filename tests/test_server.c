@@ -399,8 +399,8 @@ static void test_tls_calls_on_plain(void **state)
     assert_null(ssock_socket_tls_alpn(p.sock));
     assert_null(ssock_socket_tls_sni(p.sock));
     assert_null(ssock_socket_tls_peer_subject(p.sock));
-    assert_null(ssock_socket_tls_error(p.sock));
-    assert_null(ssock_socket_tls_error(NULL));
+    assert_null(ssock_socket_tls_last_error(p.sock));
+    assert_null(ssock_socket_tls_last_error(NULL));
     /* Still the same after close. */
     assert_int_equal(ssock_server_close(p.srv), 0);
     assert_int_equal(ssock_server_tls_stats(p.srv, &st), SSOCK_ENOTTLS);

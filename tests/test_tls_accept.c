@@ -336,7 +336,7 @@ static void sock_read_exact(ssock_socket *s, void *buf, size_t len)
         int rc = ssock_socket_read(s, (char *)buf + done, len - done, &n);
         if (rc != 0)
             fail_msg("ssock_socket_read: %s (%s)", ssock_err_name(rc),
-                     ssock_socket_tls_error(s));
+                     ssock_socket_tls_last_error(s));
         done += n;
     }
 }
@@ -533,7 +533,7 @@ static void check_session(int backend, int rsa, int tls13)
     assert_string_equal(ssock_socket_tls_alpn(sock), "h2");
     assert_string_equal(tc_alpn(&c, alpn, sizeof alpn), "h2");
     assert_null(ssock_socket_tls_peer_subject(sock));
-    assert_non_null(ssock_socket_tls_error(sock));
+    assert_non_null(ssock_socket_tls_last_error(sock));
     assert_string_equal(ssock_socket_peer_host(sock), "127.0.0.1");
     assert_int_equal(ssock_socket_peer_port(sock), th_local_port(c.fd));
 
@@ -1701,7 +1701,7 @@ static void test_close_notify_bounded_forever(void **state)
 }
 
 /* A corrupt record after the handshake: the read fails with SSOCK_ETLS and
- * ssock_socket_tls_error() says why. */
+ * ssock_socket_tls_last_error() says why. */
 static void run_etls(int backend)
 {
     static const uint8_t bad[] = {
@@ -1713,16 +1713,16 @@ static void run_etls(int backend)
     size_t n = 99;
 
     echo_once(p->sock, &p->c, "before the garbage");
-    assert_string_equal(ssock_socket_tls_error(p->sock), "");
+    assert_string_equal(ssock_socket_tls_last_error(p->sock), "");
     assert_int_equal(ssock_socket_set_read_timeout(p->sock, LONG_MS), 0);
     assert_int_equal(th_send_all(p->c.fd, bad, sizeof bad), 0);
     int rc = ssock_socket_read(p->sock, b, sizeof b, &n);
     print_message("    corrupt record: %s (%s)\n", ssock_err_name(rc),
-                  ssock_socket_tls_error(p->sock));
+                  ssock_socket_tls_last_error(p->sock));
     assert_int_equal(rc, SSOCK_ETLS);
     assert_int_equal(n, 0);
-    assert_non_null(ssock_socket_tls_error(p->sock));
-    assert_true(strlen(ssock_socket_tls_error(p->sock)) > 0);
+    assert_non_null(ssock_socket_tls_last_error(p->sock));
+    assert_true(strlen(ssock_socket_tls_last_error(p->sock)) > 0);
     /* A TLS error is not an OS error. */
     assert_int_equal(ssock_socket_last_os_error(p->sock), 0);
     tpair_free(p);
@@ -1894,7 +1894,7 @@ static void run_vanished_peer(int backend)
     for (i = 0; i < 1000 && rc == 0; i++)
         rc = ssock_socket_write(p->sock, chunk, sizeof chunk, NULL);
     print_message("    write #%d failed: %s (%s)\n", i, ssock_err_name(rc),
-                  ssock_socket_tls_error(p->sock));
+                  ssock_socket_tls_last_error(p->sock));
     if (rc != -EPIPE && rc != -ECONNRESET)
         fail_msg("TLS write to a vanished peer: %s (%d), want -EPIPE or "
                  "-ECONNRESET",

@@ -636,8 +636,10 @@ SSOCK_API const char *ssock_socket_tls_peer_subject(const ssock_socket *sock);
  * ssock_socket_last_os_error()). */
 SSOCK_API const char *ssock_socket_tls_last_error(const ssock_socket *sock);
 
-/** The same as ssock_socket_tls_last_error() (the 0.1 name). */
-SSOCK_API const char *ssock_socket_tls_error(const ssock_socket *sock);
+/** The same as ssock_socket_tls_last_error() (the 0.1 name; goes in the
+ * next minor version before 1.0, see README "API and ABI stability"). */
+SSOCK_API SSOCK_DEPRECATED("0.2", "use ssock_socket_tls_last_error()") const
+    char *ssock_socket_tls_error(const ssock_socket *sock);
 
 #ifdef __cplusplus
 }
