@@ -14,6 +14,7 @@ PACKAGES=(
   libcmocka-dev libmbedtls-dev libssl-dev gnutls-bin
   socat afl++ clang-format
   dpkg-dev python3  # apt-get source + dpkg-source; mbedTLS's config.py
+  abigail-tools     # abidw/abidiff: the ABI check (scripts/abi-check.sh)
 )
 
 missing=()
