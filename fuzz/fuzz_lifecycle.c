@@ -943,9 +943,14 @@ static void op_read(void)
 
     if (rc != 0)
         CHECK(n == 0);
-    /* A TLS peer that goes without close_notify: a truncation. */
+        /* A TLS peer that goes without close_notify: a truncation (never on
+         * a plain socket). */
+#if SSOCK_HAVE_TLS
     if (rc == SSOCK_ETRUNCATED)
         CHECK(ssock_socket_tls_version(s->h) != NULL);
+#else
+    CHECK(rc != SSOCK_ETRUNCATED);
+#endif
     if (check_dead_rc(i, rc) || rc == SSOCK_EOF || rc == SSOCK_ETRUNCATED) {
         free(buf);
         return;
