@@ -530,6 +530,11 @@ const char *ssock_server_host(const ssock_server *srv)
     return srv == NULL ? NULL : srv->host;
 }
 
+const char *ssock_server_local_host(const ssock_server *srv)
+{
+    return ssock_server_host(srv);
+}
+
 int ssock_server_local_port(const ssock_server *srv)
 {
     return srv == NULL ? SSOCK_EINVAL : srv->port;

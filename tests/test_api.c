@@ -538,6 +538,9 @@ static void test_user_data_and_addresses(void **state)
     assert_null(ssock_server_user_data(NULL));
     assert_null(ssock_socket_user_data(NULL));
 
+    assert_ptr_equal(ssock_server_local_host(p.srv), ssock_server_host(p.srv));
+    assert_string_equal(ssock_server_local_host(p.srv), "127.0.0.1");
+    assert_null(ssock_server_local_host(NULL));
     assert_int_equal(ssock_server_local_addr(p.srv, &ss, &len), 0);
     assert_int_equal(len, sizeof(struct sockaddr_in));
     assert_int_equal(ss.ss_family, AF_INET);

@@ -407,6 +407,10 @@ SSOCK_API SSOCK_NODISCARD int ssock_server_accept(ssock_server *server,
  */
 SSOCK_API const char *ssock_server_host(const ssock_server *server);
 
+/** The same as ssock_server_host(), under the name the socket getters use
+ * (ssock_socket_local_host(), ssock_socket_peer_host()). */
+SSOCK_API const char *ssock_server_local_host(const ssock_server *server);
+
 /** The port actually bound (the ephemeral one when 0 was asked for), or
  * SSOCK_EINVAL for a NULL server. Still answers after close. */
 SSOCK_API int ssock_server_local_port(const ssock_server *server);
