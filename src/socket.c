@@ -103,7 +103,7 @@ static void op_exit(ssock_socket *s)
 }
 
 /* The status of a socket that can no longer do I/O, or 0. */
-static int dead_status(ssock_socket *s)
+int ssock__socket_dead(ssock_socket *s)
 {
     if (atomic_load(&s->ctl) & SSOCK__CTL_CLOSED)
         return SSOCK_ECLOSED;
@@ -112,15 +112,10 @@ static int dead_status(ssock_socket *s)
     return 0;
 }
 
-int ssock__socket_dead(ssock_socket *s)
-{
-    return dead_status(s);
-}
-
 static int op_enter(ssock_socket *s)
 {
     unsigned old = atomic_fetch_add(&s->ctl, SSOCK__CTL_BUSY);
-    int rc = (old & SSOCK__CTL_CLOSED) ? SSOCK_ECLOSED : dead_status(s);
+    int rc = (old & SSOCK__CTL_CLOSED) ? SSOCK_ECLOSED : ssock__socket_dead(s);
     if (rc != 0)
         op_exit(s);
     return rc;
@@ -139,7 +134,7 @@ static unsigned mark_closed(ssock_socket *s, unsigned extra)
 
 static int io_status(ssock_socket *s, int rc)
 {
-    int dead = dead_status(s);
+    int dead = ssock__socket_dead(s);
     if (dead != 0)
         return dead;
     if (SSOCK__IS_ERRNO(rc))
