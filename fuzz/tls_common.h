@@ -156,10 +156,12 @@ static struct {
     int listen_fd;         /* the server under test's descriptors */
     int wake_fd;
     int pending_fd; /* server end of the socketpair until accept4 takes it */
+    int dummy_fd;   /* a real TCP client that makes the listener readable */
+    ssock_server *srv;
     int taken;
     unsigned long recvs;
     uint64_t rng; /* position in the random stream, reset per input */
-} T = {NULL, -1, -1, -1, 0, 0, TLS_RNG_SEED};
+} T = {NULL, -1, -1, -1, -1, NULL, 0, 0, TLS_RNG_SEED};
 
 /* Piece mode: the chunks still to hand to the server, in order. */
 static struct {
@@ -435,6 +437,12 @@ static int tls_accept4(int fd, struct sockaddr *sa, socklen_t *len, int flags)
         errno = EAGAIN;
         return -1;
     }
+    /* Take the real connection that made the listener readable (the
+     * acceptor waits on its epoll set, which sees only real readiness),
+     * and hand out the socketpair end in its place. */
+    int real = accept4(fd, NULL, NULL, SOCK_CLOEXEC);
+    if (real >= 0)
+        close(real);
     int s = T.pending_fd;
     T.pending_fd = -1;
     T.taken = 1;
@@ -476,12 +484,19 @@ static int tls_poll(struct pollfd *fds, nfds_t n, int timeout_ms)
         fds[lst].revents |= POLLIN;
         return rc;
     }
+    int acceptor = 0; /* the accept loop's wait: epoll set + wake fd */
+    for (nfds_t i = 0; i < n; i++)
+        if (T.srv != NULL && fds[i].fd == ssock_server_poll_fd(T.srv))
+            acceptor = 1;
     if (F.on) {
+        /* The connection's descriptor is inside the acceptor's epoll set
+         * while its handshake is pending. */
         for (nfds_t i = 0; i < n; i++)
-            if (fds[i].fd == F.conn_fd && (fds[i].events & POLLIN))
+            if ((fds[i].fd == F.conn_fd && (fds[i].events & POLLIN)) ||
+                acceptor)
                 tls_feed(F.conn_fd);
     }
-    if (lst < n && wake < n && n == 2 && T.taken) {
+    if (acceptor && wake < n && T.taken && T.srv->acc->pending(T.srv) == 0) {
         /* The connection was taken and no handshake is pending: nothing
          * can happen any more in this input. End the accept call the way a
          * close from another thread would, instead of waiting it out. */
@@ -697,6 +712,17 @@ static void tls_serve_one(int server_end, int read_ms, int server_first)
     T.listen_fd = ssock_server_fd(srv);
     T.wake_fd = srv->wake.rd;
     T.pending_fd = server_end;
+    T.srv = srv;
+    {
+        struct sockaddr_in a;
+        memset(&a, 0, sizeof(a));
+        a.sin_family = AF_INET;
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        a.sin_port = htons((uint16_t)ssock_server_local_port(srv));
+        T.dummy_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        TCHECK(T.dummy_fd >= 0 &&
+               connect(T.dummy_fd, (struct sockaddr *)&a, sizeof(a)) == 0);
+    }
     T.taken = 0;
     T.recvs = 0;
 
@@ -733,8 +759,11 @@ static void tls_serve_one(int server_end, int read_ms, int server_first)
         TCHECK(st.handshakes_ok == 0 && st.in_flight == 0);
         TCHECK(st.handshakes_timed_out == 0 && st.handshakes_dropped == 0);
     }
+    T.srv = NULL;
     ssock_server_free(srv);
     T.listen_fd = T.wake_fd = -1;
+    close(T.dummy_fd);
+    T.dummy_fd = -1;
 }
 
 static void tls_fuzz_one(const uint8_t *data, size_t size)

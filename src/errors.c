@@ -63,6 +63,7 @@ ssock_err_class ssock_err_classify(int status)
     case 0:
         return SSOCK_ERRCLASS_OK;
     case SSOCK_ETIMEOUT:
+    case SSOCK_EAGAIN:
     case SSOCK_ENOMEM:
     case -EINTR:
     case -EAGAIN:
@@ -79,6 +80,7 @@ ssock_err_class ssock_err_classify(int status)
     case SSOCK_ETRUNCATED:
     case SSOCK_ETLS:
     case SSOCK_EBROKEN:
+    case SSOCK_EPROXY:
     case -ECONNRESET:
     case -EPIPE:
     case -ETIMEDOUT:
@@ -108,6 +110,7 @@ ssock_err_class ssock_err_classify(int status)
     case SSOCK_ETLSCONFIG:
     case SSOCK_ENOTTLS:
     case SSOCK_ENOTSUP:
+    case SSOCK_ENOTLISTENING:
     case -EADDRINUSE:
     case -EADDRNOTAVAIL:
     case -EACCES:

@@ -30,6 +30,7 @@
  */
 struct ssock__tls_backend;
 struct ssock__hs_set;
+struct ssock__cidr_list;
 
 struct ssock__sys {
     int (*socket)(int domain, int type, int protocol);
@@ -82,6 +83,31 @@ void ssock__wake_close(struct ssock__wake *w);
 /* Server states: DRAINED stops listening but leaves accepted sockets be. */
 enum { SSOCK__OPEN = 0, SSOCK__CLOSED = 1, SSOCK__DRAINED = 2 };
 
+/*
+ * How a server turns listener readiness into finished connections: the
+ * accept strategy, chosen once at open (plain: accept4 and hand out;
+ * pending: connections wait in the pending set for a PROXY header and/or a
+ * TLS handshake). server.c calls only these; a strategy reaches the server
+ * only through the functions under "server.c" below.
+ */
+struct ssock__acceptor {
+    /* One non-blocking step: 0 with *out, SSOCK_EAGAIN, SSOCK_ECLOSED or
+     * -errno. Work stops early once `d` (0: none) has passed. */
+    int (*step)(ssock_server *srv, ssock__deadline d, ssock_socket **out);
+    /* The descriptor a blocking accept polls (with the wake fd). */
+    int (*wait_fd)(const ssock_server *srv);
+    /* Earliest deadline of a pending connection, 0 for none. */
+    ssock__deadline (*next_deadline)(const ssock_server *srv);
+    /* Connections pending right now (any thread). */
+    int (*pending)(const ssock_server *srv);
+    /* Discard every pending connection (close, accept not running). */
+    void (*close)(ssock_server *srv);
+    /* Free the strategy's state (the server's memory goes). */
+    void (*free)(ssock_server *srv);
+};
+extern const struct ssock__acceptor ssock__acceptor_plain;
+extern const struct ssock__acceptor ssock__acceptor_pending;
+
 struct ssock_server {
     atomic_int refs;  /* the owner's handle + one per live socket */
     atomic_int state; /* SSOCK__OPEN / SSOCK__CLOSED */
@@ -107,10 +133,25 @@ struct ssock_server {
     ssock_event_fn on_event;
     void *on_event_arg;
     void *user_data;
-    /* TLS: the config (a reference) and the handshakes in flight, which
-     * only the accepting thread touches (and close, once it has left). */
+    int ep; /* epoll: listener, wake fd, pending connections (poll fd) */
+    const struct ssock__acceptor *acc;
+    int is_tls; /* opened with a TLS config (fixed; srv->tls may change) */
+    int nonblocking_sockets;
+    int proxy_mode; /* SSOCK_PROXY_* */
+    int proxy_timeout_ms;
+    struct ssock__cidr_list *proxy_trusted;
+    /* TLS: the config (a reference) and the pending set, which only the
+     * accepting thread touches (and close, once it has left). A new config
+     * from ssock_server_set_tls() waits in tls_next until the accepting
+     * thread takes it at its next step. */
     ssock_tls_config *tls;
+    _Atomic(ssock_tls_config *) tls_next;
     struct ssock__hs_set *hs;
+    atomic_ulong n_handed_out;
+    atomic_ulong n_proxy_ok;
+    atomic_ulong n_proxy_malformed;
+    atomic_ulong n_proxy_untrusted;
+    atomic_ulong n_proxy_timed_out;
     /* Counters readable from any thread. */
     atomic_ulong n_accepted;
     atomic_ulong n_hs_ok;
@@ -138,6 +179,9 @@ struct ssock__conn_ops {
     void (*goodbye)(ssock_socket *s);
     /* Bytes readable without touching the descriptor. */
     size_t (*pending)(ssock_socket *s);
+    /* Non-blocking mode: push output queued inside the library: 0 when
+     * none is left, SSOCK_EAGAIN (s->want set) or a status. */
+    int (*flush)(ssock_socket *s);
     /* Free the heavy per-connection state (TLS session and buffers);
      * called once, just before the fd closes. */
     void (*release)(ssock_socket *s);
@@ -182,12 +226,24 @@ struct ssock_socket {
     int write_timeout_ms;
     int local_port;
     int rcvtimeo_ms; /* SO_RCVTIMEO now on the fd (plain reads) */
-    union {
+    union ssock__peer {
         struct sockaddr sa;
         struct sockaddr_in in4;
         struct sockaddr_in6 in6;
-    } peer;
+    } peer,
+        tcp_peer;  /* peer: the client (a PROXY header's); tcp_peer: TCP's */
+    int proxied;   /* a PROXY header named `peer` */
+    char *proxy_tlvs; /* ALPN, AUTHORITY, UNIQUE_ID values, or NULL */
+    size_t tlv_len[3];
+    size_t tlv_off[3];
+    /* Non-blocking mode (owner's thread only). */
+    int nonblocking;
+    int want;   /* SSOCK_WANT_* after SSOCK_EAGAIN */
+    int queued; /* output queued inside the library (TLS) */
+    uint64_t read_idle_since;    /* ns: last read progress */
+    uint64_t write_stall_since;  /* ns: a write blocked with no progress, 0 */
     char peer_host[SSOCK_HOST_MAX];  /* formatted on first use */
+    char tcp_peer_host[SSOCK_HOST_MAX];
     char local_host[SSOCK_HOST_MAX]; /* formatted on first use */
     struct sockaddr_storage local;   /* getsockname, on first use */
     socklen_t local_len;             /* 0 until asked */
@@ -212,6 +268,18 @@ SSOCK__MUST_CHECK int ssock__socket_wait(ssock_socket *s, short events,
 /* SSOCK_ECLOSED / SSOCK_ESERVERCLOSED when the socket can no longer do
  * I/O, else 0 (for loops inside a call that must notice a close). */
 int ssock__socket_dead(ssock_socket *s);
+/* Non-blocking mode: the status of a read that found nothing (SSOCK_EAGAIN,
+ * or SSOCK_ETIMEOUT once the socket was idle for its read timeout), and of
+ * a write or flush that could not go on (`progressed`: some bytes went out
+ * in this call): SSOCK_EAGAIN, or SSOCK_ETIMEOUT once nothing left for the
+ * write timeout. Both record `want` (SSOCK_WANT_*). */
+int ssock__nb_read_blocked(ssock_socket *s, int want);
+int ssock__nb_write_blocked(ssock_socket *s, int want, int progressed);
+struct ssock__proxy_result;
+/* A PROXY header was read: the peer becomes the client it names (unless
+ * it says "use the TCP peer"); its TLVs are kept. 0 or SSOCK_ENOMEM. */
+SSOCK__MUST_CHECK int
+ssock__socket_set_proxy(ssock_socket *s, const struct ssock__proxy_result *r);
 /* Free a socket that was never handed to the user (pending handshake). */
 void ssock__socket_discard(ssock_socket *s);
 
@@ -221,24 +289,16 @@ SSOCK__MUST_CHECK int ssock__socket_new(ssock_server *srv, int fd,
                                         const struct sockaddr *peer,
                                         socklen_t peer_len, ssock_socket **out);
 
-/* ---- tls_accept.c / tls_socket.c (only with SSOCK_HAVE_TLS) ------------ */
+/* ---- pending.c: the pending set (PROXY headers, TLS handshakes) -------- */
 
-/* Set up the handshake set of a TLS server (at open). */
+/* Set up the pending set of a server (at open; srv->ep exists). */
 SSOCK__MUST_CHECK int ssock__hs_open(ssock_server *srv);
-/* Free every pending handshake (at close, accept not running); the set
- * itself stays, so counters and the last error still answer. */
-void ssock__hs_close(ssock_server *srv);
-/* Free the set (when the server's memory goes). */
-void ssock__hs_free(ssock_server *srv);
-/*
- * The TLS accept loop: one poll over the listening socket, the wake fd and
- * every pending handshake; returns the first socket whose handshake
- * finished, or SSOCK_ETIMEOUT / SSOCK_ECLOSED / -errno like the plain one.
- */
-SSOCK__MUST_CHECK int ssock__hs_accept(ssock_server *srv, ssock__deadline d,
-                                       ssock_socket **out);
+
+/* ---- tls_socket.c (only with SSOCK_HAVE_TLS) -------------------------- */
+
 /* Make an accepted socket a TLS one (session created, handshake not yet
- * run). On failure the socket is unchanged and still plain. */
+ * run; the socket holds a reference to cfg). On failure the socket is
+ * unchanged and still plain. */
 SSOCK__MUST_CHECK int ssock__tls_socket_attach(ssock_socket *s,
                                                ssock_tls_config *cfg);
 /* Copy the backend's text of the socket's last TLS error into buf. */
@@ -247,7 +307,7 @@ void ssock__tls_socket_error(ssock_socket *s, char *buf, size_t len);
  * status (the handshake failed). */
 SSOCK__MUST_CHECK int ssock__tls_socket_handshake(ssock_socket *s);
 
-/* ---- server.c / accept shared with tls_accept.c ------------------------ */
+/* ---- server.c: what the accept strategies use ------------------------- */
 
 /* accept4 once: 0 with *out, SSOCK_ETIMEOUT-free: -EAGAIN when nothing is
  * pending, other -errno; transient errors are reported as -EAGAIN. */
@@ -255,6 +315,11 @@ SSOCK__MUST_CHECK int ssock__server_accept_fd(ssock_server *srv,
                                               ssock_socket **out);
 
 /* ---- server.c ---------------------------------------------------------- */
+
+/* Register the listener and the wake fd in srv->ep (pending.c). */
+SSOCK__MUST_CHECK int ssock__epoll_add_server(ssock_server *srv);
+/* Text of the last failed handshake ("" if none). */
+const char *ssock__hs_last_error(const ssock_server *srv);
 
 /* Report an event to the server's callback, if any. `sock` gives the peer
  * (and is passed on for SSOCK_EVENT_ACCEPTED); `detail` may be NULL. */

@@ -11,7 +11,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <sys/epoll.h>
+#include <sys/stat.h>
+
 #include "addr.h"
+#include "cidr.h"
 #include "internal.h"
 #if SSOCK_HAVE_TLS
 #include "tls_backend.h"
@@ -74,6 +78,11 @@ static int check_options(const ssock_server_options *o)
         return SSOCK_EBADBACKLOG;
     if (o->addr != NULL && o->addr[0] == '\0')
         return SSOCK_EBADADDR;
+    if (o->proxy_protocol < SSOCK_PROXY_OFF ||
+        o->proxy_protocol > SSOCK_PROXY_ANY)
+        return SSOCK_EINVAL;
+    if (o->proxy_timeout_ms < 0)
+        return SSOCK_EBADTIMEOUT;
     return 0;
 }
 
@@ -97,6 +106,9 @@ static int listen_on(const struct ssock__sys *sys, struct sockaddr_storage *ss,
     if (fd < 0)
         return -errno;
     if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0)
+        goto fail;
+    if (o->reuse_port &&
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0)
         goto fail;
     /* Accepted sockets inherit it: a write (or a TLS flight of several
      * records) goes out at once instead of waiting ~40 ms for the peer's
@@ -193,13 +205,135 @@ static int open_reserve(void)
     return open("/dev/null", O_RDONLY | O_CLOEXEC);
 }
 
+/* Everything but the listening descriptor: the handle from the options. */
+static int server_new(const ssock_server_options *o,
+                      const struct ssock__sys *sys, ssock_server **out)
+{
+    ssock_server *srv = calloc(1, sizeof(*srv));
+    if (srv == NULL)
+        return SSOCK_ENOMEM;
+    srv->fd = -1;
+    srv->ep = -1;
+    srv->reserve_fd = -1;
+    srv->wake.rd = srv->wake.wr = -1;
+    srv->sys = sys;
+    srv->acc = &ssock__acceptor_plain;
+    srv->accept_timeout_ms = o->accept_timeout_ms;
+    srv->read_timeout_ms = o->read_timeout_ms;
+    srv->write_timeout_ms = o->write_timeout_ms;
+    srv->keepalive = o->keepalive;
+    srv->keepalive_idle_s = o->keepalive_idle_s;
+    srv->keepalive_interval_s = o->keepalive_interval_s;
+    srv->keepalive_count = o->keepalive_count;
+    srv->on_event = o->on_event;
+    srv->on_event_arg = o->on_event_arg;
+    srv->user_data = o->user_data;
+    srv->nonblocking_sockets = o->nonblocking != 0;
+    srv->proxy_mode = o->proxy_protocol;
+    srv->proxy_timeout_ms = o->proxy_timeout_ms > 0
+                                ? o->proxy_timeout_ms
+                                : SSOCK_DEFAULT_PROXY_TIMEOUT_MS;
+    atomic_init(&srv->refs, 1);
+    atomic_init(&srv->state, SSOCK__OPEN);
+    atomic_init(&srv->last_os_error, 0);
+    atomic_init(&srv->tls_next, NULL);
+    if (pthread_mutex_init(&srv->lock, NULL) != 0) {
+        free(srv);
+        return SSOCK_ENOMEM;
+    }
+    if (pthread_cond_init(&srv->idle, NULL) != 0) {
+        pthread_mutex_destroy(&srv->lock);
+        free(srv);
+        return SSOCK_ENOMEM;
+    }
+    *out = srv;
+    int rc = 0;
+    if (srv->proxy_mode != SSOCK_PROXY_OFF) {
+        srv->proxy_trusted = calloc(1, sizeof(*srv->proxy_trusted));
+        if (srv->proxy_trusted == NULL)
+            return SSOCK_ENOMEM;
+        rc = ssock__cidr_parse(o->proxy_trusted != NULL
+                                   ? o->proxy_trusted
+                                   : SSOCK_PROXY_DEFAULT_TRUSTED,
+                               srv->proxy_trusted);
+        if (rc != 0)
+            return rc;
+    }
+    if (o->tls != NULL) {
+#if SSOCK_HAVE_TLS
+        srv->tls = ssock__tls_config_ref(o->tls);
+        srv->is_tls = 1;
+#else
+        return SSOCK_ENOBACKEND;
+#endif
+    }
+    return 0;
+}
+
+/* Free what server_new and finish_open made (a failed open, or the last
+ * reference gone). */
+static void server_destroy(ssock_server *srv)
+{
+    if (srv->fd >= 0)
+        srv->sys->close(srv->fd);
+    if (srv->ep >= 0)
+        close(srv->ep);
+    ssock__wake_close(&srv->wake);
+    srv->acc->free(srv);
+#if SSOCK_HAVE_TLS
+    ssock__tls_config_unref(srv->tls);
+    ssock__tls_config_unref(atomic_load(&srv->tls_next));
+#endif
+    free(srv->proxy_trusted);
+    pthread_cond_destroy(&srv->idle);
+    pthread_mutex_destroy(&srv->lock);
+    free(srv);
+}
+
+/* With srv->fd listening: addresses, the wake fd, the poll fd and the
+ * accept strategy. */
+static int finish_open(ssock_server *srv)
+{
+    srv->local_len = sizeof(srv->local);
+    if (getsockname(srv->fd, (struct sockaddr *)&srv->local,
+                    &srv->local_len) != 0)
+        return -errno;
+    ssock__addr_format((struct sockaddr *)&srv->local, srv->host, &srv->port);
+    int rc = ssock__wake_open(&srv->wake);
+    if (rc != 0)
+        return rc;
+    srv->ep = epoll_create1(EPOLL_CLOEXEC);
+    if (srv->ep < 0)
+        return -errno;
+    rc = ssock__epoll_add_server(srv);
+    if (rc != 0)
+        return rc;
+    if (srv->is_tls || srv->proxy_mode != SSOCK_PROXY_OFF) {
+        rc = ssock__hs_open(srv);
+        if (rc != 0)
+            return rc;
+        srv->acc = &ssock__acceptor_pending;
+    }
+    /* Best effort: without it EMFILE is still reported, just not shed. */
+    srv->reserve_fd = open_reserve();
+    return 0;
+}
+
+static int open_fail(ssock_server *srv, int rc)
+{
+    if (SSOCK__IS_ERRNO(rc))
+        atomic_store(&srv->last_os_error, -rc);
+    server_destroy(srv);
+    return rc;
+}
+
 int ssock__server_open_sys(ssock_server **out, const ssock_server_options *opts,
                            const struct ssock__sys *sys)
 {
     ssock_server *srv = NULL;
     ssock_server_options oc;
     const ssock_server_options *o = &oc;
-    int rc, fd = -1;
+    int rc;
 
     if (out == NULL)
         return SSOCK_EINVAL;
@@ -212,83 +346,100 @@ int ssock__server_open_sys(ssock_server **out, const ssock_server_options *opts,
     rc = check_options(o);
     if (rc != 0)
         return rc;
-
-    srv = calloc(1, sizeof(*srv));
-    if (srv == NULL)
-        return SSOCK_ENOMEM;
-    srv->fd = -1;
-    srv->reserve_fd = -1;
-    srv->wake.rd = srv->wake.wr = -1;
-    srv->sys = sys;
-    srv->accept_timeout_ms = o->accept_timeout_ms;
-    srv->read_timeout_ms = o->read_timeout_ms;
-    srv->write_timeout_ms = o->write_timeout_ms;
-    srv->keepalive = o->keepalive;
-    srv->keepalive_idle_s = o->keepalive_idle_s;
-    srv->keepalive_interval_s = o->keepalive_interval_s;
-    srv->keepalive_count = o->keepalive_count;
-    srv->on_event = o->on_event;
-    srv->on_event_arg = o->on_event_arg;
-    srv->user_data = o->user_data;
-    atomic_init(&srv->refs, 1);
-    atomic_init(&srv->state, SSOCK__OPEN);
-    atomic_init(&srv->last_os_error, 0);
-    if (pthread_mutex_init(&srv->lock, NULL) != 0) {
-        free(srv);
-        return SSOCK_ENOMEM;
-    }
-    if (pthread_cond_init(&srv->idle, NULL) != 0) {
-        pthread_mutex_destroy(&srv->lock);
-        free(srv);
-        return SSOCK_ENOMEM;
-    }
-
-    if (o->tls != NULL) {
-#if SSOCK_HAVE_TLS
-        srv->tls = ssock__tls_config_ref(o->tls);
-        rc = ssock__hs_open(srv);
-        if (rc != 0)
-            goto fail;
-#else
-        rc = SSOCK_ENOBACKEND;
-        goto fail;
-#endif
-    }
-
-    rc = bind_any(sys, o, &fd);
+    rc = server_new(o, sys, &srv);
+    if (rc == 0)
+        rc = bind_any(sys, o, &srv->fd);
+    if (rc == 0)
+        rc = finish_open(srv);
     if (rc != 0)
-        goto fail;
-    srv->fd = fd;
-
-    srv->local_len = sizeof(srv->local);
-    if (getsockname(fd, (struct sockaddr *)&srv->local, &srv->local_len) != 0) {
-        rc = -errno;
-        goto fail;
-    }
-    ssock__addr_format((struct sockaddr *)&srv->local, srv->host, &srv->port);
-
-    rc = ssock__wake_open(&srv->wake);
-    if (rc != 0)
-        goto fail;
-    /* Best effort: without it EMFILE is still reported, just not shed. */
-    srv->reserve_fd = open_reserve();
+        return srv != NULL ? open_fail(srv, rc) : rc;
     *out = srv;
     return 0;
+}
 
-fail:
-    if (SSOCK__IS_ERRNO(rc))
-        atomic_store(&srv->last_os_error, -rc);
-    if (srv->fd >= 0)
-        sys->close(srv->fd);
-    ssock__wake_close(&srv->wake);
-#if SSOCK_HAVE_TLS
-    ssock__hs_free(srv);
-    ssock__tls_config_unref(srv->tls);
-#endif
-    pthread_cond_destroy(&srv->idle);
-    pthread_mutex_destroy(&srv->lock);
-    free(srv);
-    return rc;
+/* A listening TCP socket? 0, SSOCK_ENOTLISTENING, or -errno. */
+static int check_listening(int fd)
+{
+    int v = 0;
+    socklen_t len = sizeof(v);
+    struct sockaddr_storage ss;
+    socklen_t slen = sizeof(ss);
+    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &v, &len) != 0)
+        return errno == EBADF ? SSOCK_EINVAL : SSOCK_ENOTLISTENING;
+    if (v != SOCK_STREAM)
+        return SSOCK_ENOTLISTENING;
+    len = sizeof(v);
+    if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &v, &len) != 0 || v == 0)
+        return SSOCK_ENOTLISTENING;
+    if (getsockname(fd, (struct sockaddr *)&ss, &slen) != 0 ||
+        (ss.ss_family != AF_INET && ss.ss_family != AF_INET6))
+        return SSOCK_ENOTLISTENING;
+    return 0;
+}
+
+int ssock_server_open_fd(ssock_server **out, int fd,
+                         const ssock_server_options *opts)
+{
+    ssock_server_options oc;
+    ssock_server *srv = NULL;
+    int rc;
+
+    if (out == NULL)
+        return SSOCK_EINVAL;
+    *out = NULL;
+    if (fd < 0)
+        return SSOCK_EINVAL;
+    if (opts != NULL) {
+        rc = copy_options(&oc, opts);
+        if (rc != 0)
+            return rc;
+    } else {
+        ssock_server_options_init(&oc);
+    }
+    oc.port = 0; /* ignored: the socket is bound */
+    oc.addr = NULL;
+    oc.backlog = SSOCK_DEFAULT_BACKLOG;
+    rc = check_listening(fd);
+    if (rc != 0)
+        return rc;
+    rc = check_options(&oc);
+    if (rc == 0) {
+        int fl = fcntl(fd, F_GETFL);
+        if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) != 0 ||
+            fcntl(fd, F_SETFD, FD_CLOEXEC) != 0)
+            rc = -errno;
+    }
+    if (rc == 0)
+        rc = server_new(&oc, &ssock__sys_default, &srv);
+    if (srv != NULL)
+        srv->fd = fd; /* ours from here on, also on failure */
+    else
+        close(fd);
+    if (rc == 0)
+        rc = finish_open(srv);
+    if (rc != 0)
+        return srv != NULL ? open_fail(srv, rc) : rc;
+    *out = srv;
+    return 0;
+}
+
+int ssock_listen_fds(void)
+{
+    const char *pid = getenv("LISTEN_PID");
+    const char *fds = getenv("LISTEN_FDS");
+    char *end;
+    if (pid == NULL || fds == NULL)
+        return 0;
+    errno = 0;
+    unsigned long p = strtoul(pid, &end, 10);
+    if (errno != 0 || end == pid || *end != '\0' ||
+        p != (unsigned long)getpid())
+        return 0;
+    long n = strtol(fds, &end, 10);
+    if (errno != 0 || end == fds || *end != '\0' || n <= 0 ||
+        n > 0x7fff - SSOCK_LISTEN_FDS_START)
+        return 0;
+    return (int)n;
 }
 
 int ssock_server_open(ssock_server **out, const ssock_server_options *opts)
@@ -445,44 +596,86 @@ int ssock__server_accept_fd(ssock_server *srv, ssock_socket **out)
     return -err;
 }
 
-static int plain_accept(ssock_server *srv, ssock__deadline deadline,
-                        ssock_socket **out)
+/* ---- accept strategies ----------------------------------------------- */
+
+static int plain_step(ssock_server *srv, ssock__deadline d, ssock_socket **out)
+{
+    (void)d;
+    int rc = ssock__server_accept_fd(srv, out);
+    return rc == -EAGAIN ? SSOCK_EAGAIN : rc;
+}
+
+static int plain_wait_fd(const ssock_server *srv)
+{
+    return srv->fd;
+}
+
+static ssock__deadline plain_next_deadline(const ssock_server *srv)
+{
+    (void)srv;
+    return 0;
+}
+
+static int plain_pending(const ssock_server *srv)
+{
+    (void)srv;
+    return 0;
+}
+
+static void plain_nothing(ssock_server *srv)
+{
+    (void)srv;
+}
+
+const struct ssock__acceptor ssock__acceptor_plain = {
+    .step = plain_step,
+    .wait_fd = plain_wait_fd,
+    .next_deadline = plain_next_deadline,
+    .pending = plain_pending,
+    .close = plain_nothing,
+    .free = plain_nothing,
+};
+
+/*
+ * The blocking accept: steps of the strategy, and between them one poll()
+ * over its descriptor (the listener, or the epoll instance of the pending
+ * set) and the wake fd, until the accept deadline or the strategy's own
+ * next deadline (a pending handshake's).
+ */
+static int blocking_accept(ssock_server *srv, ssock__deadline deadline,
+                           ssock_socket **out)
 {
     struct pollfd pfd[2];
     for (;;) {
-        pfd[0].fd = srv->fd;
-        pfd[0].events = POLLIN;
-        pfd[0].revents = 0;
-        pfd[1].fd = srv->wake.rd;
-        pfd[1].events = POLLIN;
-        pfd[1].revents = 0;
-        int rc = ssock__poll(srv->sys, pfd, 2, deadline);
-        if (atomic_load(&srv->state) != SSOCK__OPEN || pfd[1].revents != 0)
+        int rc = srv->acc->step(srv, deadline, out);
+        if (rc != SSOCK_EAGAIN)
+            return rc;
+        /* A close during a step wins over the deadline. */
+        if (atomic_load(&srv->state) != SSOCK__OPEN)
             return SSOCK_ECLOSED;
-        if (rc == 0)
-            return SSOCK_ETIMEOUT;
-        if (rc < 0) {
-            atomic_store(&srv->last_os_error, -rc);
-            return rc;
-        }
-        rc = ssock__server_accept_fd(srv, out);
-        if (rc != -EAGAIN)
-            return rc;
         if (ssock__deadline_expired(deadline))
+            return SSOCK_ETIMEOUT;
+        ssock__deadline wake_at = deadline, next = srv->acc->next_deadline(srv);
+        if (next != 0 && (wake_at == 0 || next < wake_at))
+            wake_at = next;
+        pfd[0] = (struct pollfd){srv->acc->wait_fd(srv), POLLIN, 0};
+        pfd[1] = (struct pollfd){srv->wake.rd, POLLIN, 0};
+        rc = srv->sys->poll(pfd, 2, ssock__deadline_poll_ms(wake_at));
+        if (atomic_load(&srv->state) != SSOCK__OPEN ||
+            (rc > 0 && pfd[1].revents != 0))
+            return SSOCK_ECLOSED;
+        if (rc < 0 && errno != EINTR && errno != EAGAIN) {
+            atomic_store(&srv->last_os_error, errno);
+            return -errno;
+        }
+        if (rc == 0 && wake_at == deadline && ssock__deadline_expired(deadline))
             return SSOCK_ETIMEOUT;
     }
 }
 
-int ssock_server_accept(ssock_server *srv, ssock_socket **out)
+/* Enter as the accepting thread: 0, or SSOCK_ECLOSED. */
+static int begin_accept(ssock_server *srv)
 {
-    ssock_socket *sock = NULL;
-    int rc;
-
-    if (out != NULL)
-        *out = NULL;
-    if (srv == NULL || out == NULL)
-        return SSOCK_EINVAL;
-
     pthread_mutex_lock(&srv->lock);
     if (atomic_load(&srv->state) != SSOCK__OPEN) {
         pthread_mutex_unlock(&srv->lock);
@@ -490,39 +683,118 @@ int ssock_server_accept(ssock_server *srv, ssock_socket **out)
     }
     srv->accepting = 1;
     pthread_mutex_unlock(&srv->lock);
-
     if (srv->reserve_fd < 0)
         srv->reserve_fd = open_reserve();
-    ssock__deadline deadline = ssock__deadline_in(srv->accept_timeout_ms);
-#if SSOCK_HAVE_TLS
-    if (srv->tls != NULL)
-        rc = ssock__hs_accept(srv, deadline, &sock);
-    else
-#endif
-        rc = plain_accept(srv, deadline, &sock);
+    return 0;
+}
 
+/* Leave, handing `sock` out (linked to the server) when rc is 0 and the
+ * server is still open. Returns the final status. */
+static int end_accept(ssock_server *srv, int rc, ssock_socket **sock)
+{
     pthread_mutex_lock(&srv->lock);
     if (rc == 0 && atomic_load(&srv->state) != SSOCK__OPEN) {
         /* Closed while we were accepting: the new socket never escapes. */
         rc = SSOCK_ECLOSED;
     } else if (rc == 0) {
-        sock->next = srv->children;
+        ssock_socket *s = *sock;
+        s->prev = NULL;
+        s->next = srv->children;
         if (srv->children != NULL)
-            srv->children->prev = sock;
-        srv->children = sock;
+            srv->children->prev = s;
+        srv->children = s;
     }
     srv->accepting = 0;
     pthread_cond_broadcast(&srv->idle);
     pthread_mutex_unlock(&srv->lock);
 
-    if (rc == SSOCK_ECLOSED && sock != NULL) {
-        ssock__socket_discard(sock);
-        sock = NULL;
+    if (rc != 0 && *sock != NULL) {
+        ssock__socket_discard(*sock);
+        *sock = NULL;
     }
-    if (rc == 0)
-        ssock__server_event(srv, SSOCK_EVENT_ACCEPTED, sock, 0, NULL);
+    if (rc == 0) {
+        atomic_fetch_add(&srv->n_handed_out, 1);
+        if ((*sock)->nonblocking)
+            (*sock)->read_idle_since = ssock__now_ns();
+        ssock__server_event(srv, SSOCK_EVENT_ACCEPTED, *sock, 0, NULL);
+    }
+    return rc;
+}
+
+int ssock_server_accept(ssock_server *srv, ssock_socket **out)
+{
+    ssock_socket *sock = NULL;
+
+    if (out != NULL)
+        *out = NULL;
+    if (srv == NULL || out == NULL)
+        return SSOCK_EINVAL;
+    int rc = begin_accept(srv);
+    if (rc != 0)
+        return rc;
+    rc = blocking_accept(srv, ssock__deadline_in(srv->accept_timeout_ms),
+                         &sock);
+    rc = end_accept(srv, rc, &sock);
     *out = sock;
     return rc;
+}
+
+int ssock_server_try_accept(ssock_server *srv, ssock_socket **out)
+{
+    ssock_socket *sock = NULL;
+
+    if (out != NULL)
+        *out = NULL;
+    if (srv == NULL || out == NULL)
+        return SSOCK_EINVAL;
+    int rc = begin_accept(srv);
+    if (rc != 0)
+        return rc;
+    rc = srv->acc->step(srv, 0, &sock);
+    if (rc == SSOCK_EAGAIN && atomic_load(&srv->state) != SSOCK__OPEN)
+        rc = SSOCK_ECLOSED;
+    rc = end_accept(srv, rc, &sock);
+    *out = sock;
+    return rc;
+}
+
+int ssock_server_poll_fd(const ssock_server *srv)
+{
+    return srv == NULL ? -1 : srv->ep;
+}
+
+int ssock_server_next_timeout(const ssock_server *srv)
+{
+    if (srv == NULL || atomic_load(&srv->state) != SSOCK__OPEN)
+        return -1;
+    ssock__deadline d = srv->acc->next_deadline(srv);
+    if (d == 0)
+        return -1;
+    uint64_t now = ssock__now_ns();
+    if (d <= now)
+        return 0;
+    uint64_t ms = (d - now + 999999u) / 1000000u;
+    return ms > 0x7fffffff ? 0x7fffffff : (int)ms;
+}
+
+int ssock_server_stats_sized(const ssock_server *srv, ssock_server_stats *out,
+                             size_t size)
+{
+    ssock_server_stats st;
+    if (out != NULL)
+        memset(out, 0, size);
+    if (srv == NULL || out == NULL || size == 0)
+        return SSOCK_EINVAL;
+    memset(&st, 0, sizeof(st));
+    st.accepted = atomic_load(&srv->n_accepted);
+    st.handed_out = atomic_load(&srv->n_handed_out);
+    st.pending = (unsigned long long)srv->acc->pending(srv);
+    st.proxy_ok = atomic_load(&srv->n_proxy_ok);
+    st.proxy_malformed = atomic_load(&srv->n_proxy_malformed);
+    st.proxy_untrusted = atomic_load(&srv->n_proxy_untrusted);
+    st.proxy_timed_out = atomic_load(&srv->n_proxy_timed_out);
+    memcpy(out, &st, size < sizeof(st) ? size : sizeof(st));
+    return 0;
 }
 
 const char *ssock_server_host(const ssock_server *srv)
@@ -585,18 +857,17 @@ static int shut(ssock_server *srv, int drain)
     /* The accepting thread still uses the descriptors: let it leave. */
     while (srv->accepting)
         pthread_cond_wait(&srv->idle, &srv->lock);
+    /* The wake fd and the epoll instance stay until the memory goes: the
+     * poll fd an application watches stays valid, and readable. */
     srv->sys->close(srv->fd);
     srv->fd = -1;
     if (srv->reserve_fd >= 0)
         close(srv->reserve_fd);
     srv->reserve_fd = -1;
-    ssock__wake_close(&srv->wake);
     pthread_mutex_unlock(&srv->lock);
-#if SSOCK_HAVE_TLS
     /* Outside the lock: discarding a socket takes it. No accept() runs
      * now, and none will touch the set again (the server is closed). */
-    ssock__hs_close(srv);
-#endif
+    srv->acc->close(srv);
     ssock__server_unref(srv);
     return 0;
 }
@@ -642,13 +913,7 @@ void ssock__server_unref(ssock_server *srv)
 {
     if (atomic_fetch_sub(&srv->refs, 1) != 1)
         return;
-#if SSOCK_HAVE_TLS
-    ssock__hs_free(srv);
-    ssock__tls_config_unref(srv->tls);
-#endif
-    pthread_cond_destroy(&srv->idle);
-    pthread_mutex_destroy(&srv->lock);
-    free(srv);
+    server_destroy(srv);
 }
 
 void ssock_server_free(ssock_server *srv)

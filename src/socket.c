@@ -22,6 +22,7 @@
 
 #include "addr.h"
 #include "internal.h"
+#include "proxy.h"
 
 static const struct ssock__conn_ops plain_ops;
 
@@ -52,6 +53,8 @@ int ssock__socket_new(ssock_server *srv, int fd, const struct sockaddr *peer,
         memcpy(&s->peer, peer, peer_len);
     else
         s->peer.sa.sa_family = AF_UNSPEC;
+    s->tcp_peer = s->peer;
+    s->nonblocking = srv->nonblocking_sockets;
     ssock__server_ref(srv);
     *out = s;
     return 0;
@@ -69,6 +72,7 @@ static void release(ssock_socket *s)
 static void destroy(ssock_socket *s)
 {
     s->ops->destroy(s);
+    free(s->proxy_tlvs);
     ssock__server_unref(s->srv);
     free(s);
 }
@@ -176,8 +180,29 @@ static int set_rcvtimeo(ssock_socket *s)
     return 0;
 }
 
+static int plain_read_nb(ssock_socket *s, void *buf, size_t len,
+                         size_t *nread)
+{
+    for (;;) {
+        ssize_t n = s->sys->recv(s->fd, buf, len, MSG_DONTWAIT);
+        if (n > 0) {
+            *nread = (size_t)n;
+            return 0;
+        }
+        if (n == 0)
+            return SSOCK_EOF;
+        if (errno == EINTR)
+            continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            return ssock__nb_read_blocked(s, SSOCK_WANT_READ);
+        return -errno;
+    }
+}
+
 static int plain_read(ssock_socket *s, void *buf, size_t len, size_t *nread)
 {
+    if (s->nonblocking)
+        return plain_read_nb(s, buf, len, nread);
     if (s->rcvtimeo_ms != s->read_timeout_ms) {
         int rc = set_rcvtimeo(s);
         if (rc != 0)
@@ -220,6 +245,10 @@ static int plain_write(ssock_socket *s, const char *buf, size_t len,
             rc = -errno;
             break;
         }
+        if (s->nonblocking) {
+            rc = ssock__nb_write_blocked(s, SSOCK_WANT_WRITE, done > 0);
+            break;
+        }
         /* Each wait for buffer space gets the whole write timeout. */
         rc = ssock__socket_wait(s, POLLOUT,
                                 ssock__deadline_in(s->write_timeout_ms));
@@ -247,15 +276,145 @@ static size_t plain_pending(ssock_socket *s)
     return 0;
 }
 
+static int plain_flush(ssock_socket *s)
+{
+    (void)s;
+    return 0;
+}
+
 static const struct ssock__conn_ops plain_ops = {
     .read = plain_read,
     .write = plain_write,
     .shutdown_write = plain_shutdown_write,
     .goodbye = plain_nothing,
     .pending = plain_pending,
+    .flush = plain_flush,
     .release = plain_nothing,
     .destroy = plain_nothing,
 };
+
+/* ---- non-blocking mode ---------------------------------------------------- */
+
+static uint64_t ms_ns(int ms)
+{
+    return (uint64_t)ms * 1000000u;
+}
+
+int ssock__nb_read_blocked(ssock_socket *s, int want)
+{
+    s->want = want;
+    if (s->read_timeout_ms == SSOCK_WAIT_FOREVER)
+        return SSOCK_EAGAIN;
+    uint64_t now = ssock__now_ns();
+    if (now - s->read_idle_since < ms_ns(s->read_timeout_ms))
+        return SSOCK_EAGAIN;
+    s->read_idle_since = now; /* the idle clock starts again */
+    return SSOCK_ETIMEOUT;
+}
+
+int ssock__nb_write_blocked(ssock_socket *s, int want, int progressed)
+{
+    uint64_t now = ssock__now_ns();
+    s->want = want;
+    if (progressed || s->write_stall_since == 0) {
+        s->write_stall_since = now;
+        return SSOCK_EAGAIN;
+    }
+    if (s->write_timeout_ms != SSOCK_WAIT_FOREVER &&
+        now - s->write_stall_since >= ms_ns(s->write_timeout_ms)) {
+        s->write_stall_since = 0;
+        return SSOCK_ETIMEOUT;
+    }
+    return SSOCK_EAGAIN;
+}
+
+/* After a call in non-blocking mode: what to wait for, and progress. */
+static void nb_after(ssock_socket *s, int rc, int read_progress)
+{
+    if (!s->nonblocking)
+        return;
+    if (rc != SSOCK_EAGAIN)
+        s->want = s->queued ? SSOCK_WANT_WRITE : 0;
+    if (read_progress)
+        s->read_idle_since = ssock__now_ns();
+    if (rc == 0 && !s->queued)
+        s->write_stall_since = 0;
+}
+
+int ssock_socket_set_nonblocking(ssock_socket *s, int on)
+{
+    if (s == NULL)
+        return SSOCK_EINVAL;
+    int rc = op_enter(s);
+    if (rc != 0)
+        return rc;
+    if (on && !s->nonblocking) {
+        s->read_idle_since = ssock__now_ns();
+        s->write_stall_since = 0;
+    }
+    s->nonblocking = on != 0;
+    s->want = 0;
+    op_exit(s);
+    return 0;
+}
+
+int ssock_socket_nonblocking(const ssock_socket *s)
+{
+    return s == NULL ? SSOCK_EINVAL : s->nonblocking;
+}
+
+int ssock_socket_want(const ssock_socket *s)
+{
+    if (s == NULL)
+        return SSOCK_EINVAL;
+    if (s->want != 0)
+        return s->want;
+    return s->queued ? SSOCK_WANT_WRITE : 0;
+}
+
+int ssock_socket_flush(ssock_socket *s)
+{
+    if (s == NULL)
+        return SSOCK_EINVAL;
+    int rc = op_enter(s);
+    if (rc != 0)
+        return rc;
+    rc = s->ops->flush(s);
+    if (rc != 0)
+        rc = io_status(s, rc);
+    nb_after(s, rc, 0);
+    op_exit(s);
+    return rc;
+}
+
+static int ms_until(uint64_t at, uint64_t now)
+{
+    if (at <= now)
+        return 0;
+    uint64_t ms = (at - now + 999999u) / 1000000u;
+    return ms > 0x7fffffff ? 0x7fffffff : (int)ms;
+}
+
+int ssock_socket_next_timeout(const ssock_socket *s)
+{
+    if (s == NULL || !s->nonblocking ||
+        (atomic_load(&s->ctl) & SSOCK__CTL_CLOSED))
+        return -1;
+    uint64_t now = ssock__now_ns();
+    int best = -1;
+    if (s->read_timeout_ms != SSOCK_WAIT_FOREVER)
+        best = ms_until(s->read_idle_since + ms_ns(s->read_timeout_ms), now);
+    if (s->write_timeout_ms != SSOCK_WAIT_FOREVER &&
+        s->write_stall_since != 0) {
+        int w =
+            ms_until(s->write_stall_since + ms_ns(s->write_timeout_ms), now);
+        if (best < 0 || w < best)
+            best = w;
+    }
+    return best;
+}
+
+/* ---- I/O ------------------------------------------------------------------ */
 
 int ssock_socket_read(ssock_socket *s, void *buf, size_t len, size_t *nread)
 {
@@ -271,6 +430,7 @@ int ssock_socket_read(ssock_socket *s, void *buf, size_t len, size_t *nread)
         *nread = 0;
         rc = io_status(s, rc);
     }
+    nb_after(s, rc, rc == 0);
     op_exit(s);
     return rc;
 }
@@ -289,6 +449,7 @@ int ssock_socket_write(ssock_socket *s, const void *buf, size_t len,
     rc = s->ops->write(s, buf, len, &done);
     if (rc != 0)
         rc = io_status(s, rc);
+    nb_after(s, rc, 0);
     op_exit(s);
     if (nwritten != NULL)
         *nwritten = done;
@@ -307,6 +468,7 @@ int ssock_socket_shutdown_write(ssock_socket *s)
         rc = -errno;
     if (rc != 0)
         rc = io_status(s, rc);
+    nb_after(s, rc, 0);
     op_exit(s);
     return rc;
 }
@@ -435,6 +597,117 @@ int ssock_socket_peer_addr(const ssock_socket *s, struct sockaddr_storage *addr,
         n = sizeof(s->peer.in6);
     memcpy(addr, &s->peer, n);
     *len = n;
+    return 0;
+}
+
+const char *ssock_socket_tcp_peer_host(const ssock_socket *s)
+{
+    if (s == NULL)
+        return NULL;
+    if (!s->proxied)
+        return ssock_socket_peer_host(s);
+    ssock_socket *m = (ssock_socket *)s; /* the library's own handle */
+    if (m->tcp_peer_host[0] == '\0' && m->tcp_peer.sa.sa_family != AF_UNSPEC)
+        (void)ssock__addr_format(&m->tcp_peer.sa, m->tcp_peer_host, NULL);
+    return m->tcp_peer_host;
+}
+
+static int port_of(const union ssock__peer *p)
+{
+    if (p->sa.sa_family == AF_INET)
+        return ntohs(p->in4.sin_port);
+    if (p->sa.sa_family == AF_INET6)
+        return ntohs(p->in6.sin6_port);
+    return 0;
+}
+
+int ssock_socket_tcp_peer_port(const ssock_socket *s)
+{
+    return s == NULL ? SSOCK_EINVAL : port_of(&s->tcp_peer);
+}
+
+static socklen_t len_of(const union ssock__peer *p)
+{
+    if (p->sa.sa_family == AF_INET)
+        return sizeof(p->in4);
+    if (p->sa.sa_family == AF_INET6)
+        return sizeof(p->in6);
+    return 0;
+}
+
+int ssock_socket_tcp_peer_addr(const ssock_socket *s,
+                               struct sockaddr_storage *addr, socklen_t *len)
+{
+    if (s == NULL || addr == NULL || len == NULL)
+        return SSOCK_EINVAL;
+    memset(addr, 0, sizeof(*addr));
+    *len = len_of(&s->tcp_peer);
+    memcpy(addr, &s->tcp_peer, *len);
+    return 0;
+}
+
+int ssock_socket_proxied(const ssock_socket *s)
+{
+    return s == NULL ? SSOCK_EINVAL : s->proxied;
+}
+
+static int tlv_slot(int type)
+{
+    switch (type) {
+    case SSOCK_PROXY_TLV_ALPN:
+        return 0;
+    case SSOCK_PROXY_TLV_AUTHORITY:
+        return 1;
+    case SSOCK_PROXY_TLV_UNIQUE_ID:
+        return 2;
+    default:
+        return -1;
+    }
+}
+
+const void *ssock_socket_proxy_tlv(const ssock_socket *s, int type,
+                                   size_t *len)
+{
+    if (len != NULL)
+        *len = 0;
+    int i = tlv_slot(type);
+    if (s == NULL || len == NULL || i < 0 || s->proxy_tlvs == NULL ||
+        s->tlv_off[i] == (size_t)-1)
+        return NULL;
+    *len = s->tlv_len[i];
+    return s->proxy_tlvs + s->tlv_off[i];
+}
+
+int ssock__socket_set_proxy(ssock_socket *s, const struct ssock__proxy_result *r)
+{
+    const uint8_t *v[3] = {r->alpn, r->authority, r->unique_id};
+    size_t n[3] = {r->alpn_len, r->authority_len, r->unique_id_len};
+    size_t total = 0;
+    for (int i = 0; i < 3; i++)
+        total += v[i] != NULL ? n[i] : 0;
+    if (v[0] != NULL || v[1] != NULL || v[2] != NULL) {
+        s->proxy_tlvs = malloc(total > 0 ? total : 1);
+        if (s->proxy_tlvs == NULL)
+            return SSOCK_ENOMEM;
+        size_t off = 0;
+        for (int i = 0; i < 3; i++) {
+            s->tlv_off[i] = (size_t)-1;
+            if (v[i] == NULL)
+                continue;
+            memcpy(s->proxy_tlvs + off, v[i], n[i]);
+            s->tlv_off[i] = off;
+            s->tlv_len[i] = n[i];
+            off += n[i];
+        }
+    }
+    if (r->local)
+        return 0;
+    s->tcp_peer_host[0] = '\0';
+    memset(&s->peer, 0, sizeof(s->peer));
+    if (r->src_len <= sizeof(s->peer))
+        memcpy(&s->peer, &r->src, r->src_len);
+    s->peer_host[0] = '\0';
+    s->proxied = 1;
     return 0;
 }
 

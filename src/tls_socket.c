@@ -37,7 +37,13 @@
 struct tls_conn {
     struct ssock__tls_io io;
     const struct ssock__tls_backend *be;
+    ssock_tls_config *cfg; /* a reference: the session's configuration */
     void *sess;     /* NULL once released (the socket is closed) */
+    /* Non-blocking mode: a record the backend built from bytes we have
+     * counted as written, which it must be given again (the same bytes)
+     * until it goes out; NULL when none. */
+    unsigned char *q;
+    size_t qlen, qoff;
     int eof;        /* 0, or SSOCK_EOF / SSOCK_ETRUNCATED: every later
                        read returns it */
     int wbroken;    /* a write failed part way: no more writes */
@@ -106,6 +112,56 @@ static int wait_more(ssock_socket *s, short events, ssock__deadline d)
     return ssock__socket_wait(s, events, d);
 }
 
+static int want_of(int rc)
+{
+    return rc == SSOCK__TLS_WANT_WRITE ? SSOCK_WANT_WRITE : SSOCK_WANT_READ;
+}
+
+/* Non-blocking mode: give the backend the queued record's bytes again
+ * until they are all out. 0 (nothing left queued), SSOCK__TLS_WANT_* or a
+ * negative status (the write side is then broken). */
+static int flush_queue(ssock_socket *s)
+{
+    struct tls_conn *c = s->tls;
+    while (c->q != NULL) {
+        size_t n = 0;
+        c->recv_left = RECV_BUDGET;
+        int rc = c->be->write(c->sess, c->q + c->qoff, c->qlen - c->qoff, &n);
+        if (is_want(rc))
+            return rc;
+        if (rc != 0) {
+            keep_error(c);
+            c->wbroken = 1;
+            return rc;
+        }
+        c->qoff += n;
+        if (c->qoff >= c->qlen) {
+            free(c->q);
+            c->q = NULL;
+            c->qlen = c->qoff = 0;
+            s->queued = 0;
+        }
+    }
+    return 0;
+}
+
+static int tls_read_nb(ssock_socket *s, void *buf, size_t len, size_t *n)
+{
+    struct tls_conn *c = s->tls;
+    /* Reads push queued output too (errors show on the next write). */
+    if (c->q != NULL && !c->wbroken)
+        (void)flush_queue(s);
+    c->recv_left = RECV_BUDGET;
+    int rc = c->be->read(c->sess, buf, len, n);
+    if (rc == SSOCK_EOF || rc == SSOCK_ETRUNCATED)
+        c->eof = rc;
+    if (is_want(rc))
+        return ssock__nb_read_blocked(s, want_of(rc));
+    if (rc < 0 && rc != SSOCK_EOF)
+        keep_error(c);
+    return rc;
+}
+
 static int tls_read(ssock_socket *s, void *buf, size_t len, size_t *n)
 {
     struct tls_conn *c = s->tls;
@@ -113,6 +169,8 @@ static int tls_read(ssock_socket *s, void *buf, size_t len, size_t *n)
     int have_deadline = 0;
     if (c->eof != 0)
         return c->eof;
+    if (s->nonblocking)
+        return tls_read_nb(s, buf, len, n);
     for (;;) {
         c->recv_left = RECV_BUDGET;
         int rc = c->be->read(c->sess, buf, len, n);
@@ -142,6 +200,80 @@ static int tls_read(ssock_socket *s, void *buf, size_t len, size_t *n)
  * write fails with SSOCK_EBROKEN, and close sends no close_notify (the peer
  * sees the stream end without one, which is the truth).
  */
+/* Bytes given to the backend per call in non-blocking mode: one record,
+ * so at most one record's bytes are ever queued. */
+#define NB_CHUNK 16384
+
+/* A non-blocking flush or write could not go on: EAGAIN, or ETIMEOUT
+ * after the write timeout without progress (which breaks the write side
+ * when bytes we counted are still queued). */
+static int write_blocked(ssock_socket *s, int want_rc, int progressed)
+{
+    struct tls_conn *c = s->tls;
+    int rc = ssock__nb_write_blocked(s, want_of(want_rc), progressed);
+    if (rc == SSOCK_ETIMEOUT && c->q != NULL)
+        c->wbroken = 1;
+    return rc;
+}
+
+static int tls_flush(ssock_socket *s)
+{
+    struct tls_conn *c = s->tls;
+    if (c->q == NULL)
+        return 0;
+    if (c->wbroken)
+        return SSOCK_EBROKEN;
+    size_t before = c->qoff;
+    int rc = flush_queue(s);
+    if (is_want(rc))
+        return write_blocked(s, rc, c->qoff != before);
+    return rc;
+}
+
+static int tls_write_nb(ssock_socket *s, const char *buf, size_t len,
+                        size_t *nwritten)
+{
+    struct tls_conn *c = s->tls;
+    size_t done = 0;
+    int rc = tls_flush(s);
+    if (rc != 0) {
+        *nwritten = 0;
+        return rc;
+    }
+    while (done < len) {
+        size_t n = 0, chunk = len - done < NB_CHUNK ? len - done : NB_CHUNK;
+        c->recv_left = RECV_BUDGET;
+        rc = c->be->write(c->sess, buf + done, chunk, &n);
+        if (rc == 0) {
+            done += n;
+            continue;
+        }
+        if (!is_want(rc)) {
+            keep_error(c);
+            c->wbroken = 1;
+            break;
+        }
+        /* The backend holds a record made from buf[done .. done+chunk):
+         * keep those bytes, count them as written, and give them back
+         * until the record is out (flush_queue). */
+        c->q = malloc(chunk);
+        if (c->q == NULL) {
+            c->wbroken = 1;
+            rc = SSOCK_ENOMEM;
+            break;
+        }
+        memcpy(c->q, buf + done, chunk);
+        c->qlen = chunk;
+        c->qoff = 0;
+        s->queued = 1;
+        done += chunk;
+        rc = write_blocked(s, rc, done > 0);
+        break;
+    }
+    *nwritten = done;
+    return rc;
+}
+
 static int tls_write(ssock_socket *s, const char *buf, size_t len,
                      size_t *nwritten)
 {
@@ -151,6 +283,26 @@ static int tls_write(ssock_socket *s, const char *buf, size_t len,
     if (c->wbroken) {
         *nwritten = 0;
         return SSOCK_EBROKEN;
+    }
+    if (s->nonblocking)
+        return tls_write_nb(s, buf, len, nwritten);
+    if (c->q != NULL) {
+        /* Back in blocking mode with a record queued: out with it first. */
+        for (;;) {
+            rc = flush_queue(s);
+            if (!is_want(rc))
+                break;
+            rc = wait_more(s, want_events(rc),
+                           ssock__deadline_in(s->write_timeout_ms));
+            if (rc != 0) {
+                c->wbroken = 1;
+                break;
+            }
+        }
+        if (rc != 0) {
+            *nwritten = 0;
+            return rc;
+        }
     }
     while (done < len) {
         size_t n = 0;
@@ -203,6 +355,20 @@ static int tls_shutdown_write(ssock_socket *s)
     struct tls_conn *c = s->tls;
     if (c->wbroken)
         return SSOCK_EBROKEN;
+    if (s->nonblocking) {
+        int rc = tls_flush(s);
+        if (rc != 0)
+            return rc;
+        c->recv_left = RECV_BUDGET;
+        rc = c->be->close_notify(c->sess);
+        if (is_want(rc))
+            return write_blocked(s, rc, 0);
+        if (rc != 0) {
+            c->wbroken = 1;
+            keep_error(c);
+        }
+        return rc;
+    }
     int rc = send_close_notify(s, ssock__deadline_in(s->write_timeout_ms), 0);
     if (rc != 0) {
         c->wbroken = 1;
@@ -217,6 +383,14 @@ static void tls_goodbye(ssock_socket *s)
     struct tls_conn *c = s->tls;
     if (c->wbroken)
         return;
+    if (s->nonblocking) {
+        /* Never wait: what the kernel takes now, and nothing more. */
+        if (flush_queue(s) == 0)
+            (void)send_close_notify(s, ssock__now_ns(), 1);
+        return;
+    }
+    if (c->q != NULL)
+        return; /* a record is half out: a close_notify would follow it */
     int ms = s->write_timeout_ms;
     if (ms == SSOCK_WAIT_FOREVER || ms > SSOCK__GOODBYE_MAX_MS)
         ms = SSOCK__GOODBYE_MAX_MS;
@@ -303,6 +477,11 @@ static void tls_release(ssock_socket *s)
     struct tls_conn *c = s->tls;
     c->be->session_free(c->sess);
     c->sess = NULL;
+    free(c->q);
+    c->q = NULL;
+    s->queued = 0;
+    ssock__tls_config_unref(c->cfg);
+    c->cfg = NULL;
 }
 
 static void tls_destroy(ssock_socket *s)
@@ -321,6 +500,7 @@ static const struct ssock__conn_ops tls_ops = {
     .shutdown_write = tls_shutdown_write,
     .goodbye = tls_goodbye,
     .pending = tls_pending,
+    .flush = tls_flush,
     .release = tls_release,
     .destroy = tls_destroy,
 };
@@ -339,6 +519,7 @@ int ssock__tls_socket_attach(ssock_socket *s, ssock_tls_config *cfg)
         free(c);
         return rc;
     }
+    c->cfg = ssock__tls_config_ref(cfg);
     s->tls = c;
     s->ops = &tls_ops;
     return 0;

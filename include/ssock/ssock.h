@@ -144,7 +144,13 @@ SSOCK_API unsigned ssock_version(void);
        "socket can no longer write: an earlier TLS write failed part way")     \
     XX(ETRUNCATED, -1021,                                                      \
        "TLS stream ended without close_notify (possible truncation)")          \
-    XX(ENOTSUP, -1022, "option not supported by this version of the library")
+    XX(ENOTSUP, -1022, "option not supported by this version of the library") \
+    XX(EAGAIN, -1023,                                                          \
+       "would block: wait as ssock_socket_want() says, then call again")       \
+    XX(EPROXY, -1024, "PROXY protocol header malformed or from an untrusted "  \
+                      "source")                                                \
+    XX(ENOTLISTENING, -1025,                                                   \
+       "descriptor is not a listening TCP socket")
 
 /** Status codes. 0 is success; see SSOCK_ERROR_MAP for the messages. */
 enum ssock_status {
@@ -232,7 +238,11 @@ typedef enum ssock_event_type {
     /** A pending TLS handshake was dropped to make room (max_handshakes or
      * the per-source limit reached; status 0), or because the server
      * closed or drained (status SSOCK_ECLOSED). */
-    SSOCK_EVENT_HANDSHAKE_DROPPED = 5
+    SSOCK_EVENT_HANDSHAKE_DROPPED = 5,
+    /** A connection was closed unread because of its PROXY protocol
+     * header (status SSOCK_EPROXY; detail "untrusted source", "malformed
+     * header" or "header timed out"). The peer is the TCP peer. */
+    SSOCK_EVENT_PROXY_REFUSED = 6
 } ssock_event_type;
 
 /**
@@ -333,7 +343,64 @@ typedef struct ssock_server_options {
     void *on_event_arg;
     /** Initial value of ssock_server_user_data(). */
     void *user_data;
+
+    /* ---- since 0.3 ---- */
+
+    /**
+     * Non-zero: SO_REUSEPORT on the listening socket, so several servers
+     * (one per worker thread or process, each with its own event loop) can
+     * listen on the same address and port; the kernel spreads new
+     * connections among them by a hash of the client's address and port.
+     * Every server sharing the port must set it (and, on Linux, run as the
+     * same user). When one of them closes, connections already queued on
+     * its own listener (not yet accepted) are reset by the kernel, not
+     * handed to the others: drain a worker by ssock_server_drain() after
+     * it stops taking new work, or keep one listener and hand accepted
+     * sockets to workers instead. Not available: the open fails with
+     * -ENOPROTOOPT.
+     */
+    int reuse_port;
+    /** Non-zero: every accepted socket starts in non-blocking mode (see
+     * ssock_socket_set_nonblocking()), so an event loop need not switch
+     * each one. */
+    int nonblocking;
+    /**
+     * PROXY protocol (HAProxy's, for servers behind a load balancer):
+     * SSOCK_PROXY_OFF (0, default), SSOCK_PROXY_V1, SSOCK_PROXY_V2 or
+     * SSOCK_PROXY_ANY. When on, every connection must start with such a
+     * header. It is read without blocking inside the acceptor, in the same
+     * pending set and under the same deadline as a TLS handshake (plain
+     * servers: proxy_timeout_ms), before the TLS ClientHello; accept()
+     * returns only connections whose header (and handshake) finished.
+     * ssock_socket_peer_host() / _peer_port() / _peer_addr() then give the
+     * original client the header names, and ssock_socket_tcp_peer_host()
+     * etc. the balancer. A v1 "UNKNOWN" or v2 LOCAL header keeps the TCP
+     * peer. A malformed header, or any connection from a source not in
+     * proxy_trusted, is closed unread (nothing is sent back) and counted
+     * (ssock_server_stats()).
+     */
+    int proxy_protocol;
+    /** Who may send PROXY headers: comma-separated CIDRs, IPv4 and IPv6
+     * ("10.0.0.0/8,2001:db8::/32"; a bare address is a /32 or /128).
+     * NULL: SSOCK_PROXY_DEFAULT_TRUSTED (loopback only). Copied. A
+     * malformed list fails the open with SSOCK_EBADADDR. */
+    const char *proxy_trusted;
+    /** Plain servers with proxy_protocol on: time a connection has to send
+     * its whole header, ms (> 0; 0 means SSOCK_DEFAULT_PROXY_TIMEOUT_MS).
+     * TLS servers use their handshake timeout, which covers the header
+     * and the handshake together. */
+    int proxy_timeout_ms;
 } ssock_server_options;
+
+/** ssock_server_options.proxy_protocol values. */
+#define SSOCK_PROXY_OFF 0
+#define SSOCK_PROXY_V1 1
+#define SSOCK_PROXY_V2 2
+#define SSOCK_PROXY_ANY 3
+/** Default ssock_server_options.proxy_trusted: loopback. */
+#define SSOCK_PROXY_DEFAULT_TRUSTED "127.0.0.0/8,::1/128"
+/** Default ssock_server_options.proxy_timeout_ms. */
+#define SSOCK_DEFAULT_PROXY_TIMEOUT_MS 5000
 
 /** Fill `opts` with the defaults: port 0, DEFAULT accept timeout, backlog
  * and socket timeouts, addr NULL, everything else 0. No-op on NULL. Use
@@ -467,9 +534,121 @@ SSOCK_API void ssock_server_free(ssock_server *server);
 /** errno of the last failed system call on this server, 0 if none. */
 SSOCK_API int ssock_server_last_os_error(const ssock_server *server);
 
-/** The listening descriptor, for event loops (poll for POLLIN, then call
- * accept with the server's timeout), or -1 once closed. Do not close it. */
+/** The listening descriptor, or -1 once closed. Do not close it. For an
+ * event loop use ssock_server_poll_fd() and ssock_server_try_accept():
+ * on a TLS server a readable listener does not mean a socket is ready. */
 SSOCK_API int ssock_server_fd(const ssock_server *server);
+
+/**
+ * Open a server on a descriptor that is already listening (socket
+ * activation by systemd or inetd, or a listener inherited from a parent
+ * process). The descriptor is checked (a stream socket, AF_INET or
+ * AF_INET6, listening), made non-blocking and close-on-exec, and owned by
+ * the server from then on (closed by ssock_server_close(), also when this
+ * call fails with anything but SSOCK_EINVAL or SSOCK_ENOTLISTENING).
+ * `opts` may be NULL for the defaults; its port, addr, backlog,
+ * ipv6_only, reuse_port and before_bind are ignored (the socket is bound
+ * already); everything else applies. Every accept and close rule of
+ * ssock_server_open() holds.
+ * @return 0; SSOCK_EINVAL (NULL `out`, fd < 0); SSOCK_ENOTLISTENING (not a
+ *         listening TCP socket; fd left open and untouched); the errors of
+ *         ssock_server_open() for the options; -errno.
+ */
+SSOCK_API SSOCK_NODISCARD int
+ssock_server_open_fd(ssock_server **out, int fd,
+                     const ssock_server_options *opts);
+
+/** First descriptor systemd passes (SD_LISTEN_FDS_START). */
+#define SSOCK_LISTEN_FDS_START 3
+
+/**
+ * systemd's socket-activation protocol: the number of listening
+ * descriptors passed to this process (at SSOCK_LISTEN_FDS_START, 4, ...),
+ * or 0 when LISTEN_PID is not this process or LISTEN_FDS is unset or
+ * malformed. Reads the environment, changes nothing (the variables are
+ * left set; children see LISTEN_PID naming their parent and so get 0).
+ */
+SSOCK_API int ssock_listen_fds(void);
+
+/* ---- Event loops (since 0.3) ---- */
+
+/**
+ * The one descriptor an event loop watches for a server, for POLLIN
+ * (level-triggered): it is readable when ssock_server_try_accept() may
+ * have work, i.e. a new connection arrived, a pending TLS handshake or
+ * PROXY header can make progress, or the server was closed. It covers
+ * the listener and every pending handshake (an internal epoll instance),
+ * so a wake-up costs O(ready), not O(pending). Pending handshakes also
+ * have deadlines: wake up after ssock_server_next_timeout() ms too. The
+ * descriptor stays valid (and, once the server is closed or drained,
+ * readable) until ssock_server_free(): remove it from your loop before
+ * freeing. Do not read, close or change it. -1 for NULL.
+ */
+SSOCK_API int ssock_server_poll_fd(const ssock_server *server);
+
+/**
+ * Milliseconds until the earliest deadline of a pending handshake or
+ * PROXY header (0: one has passed; call ssock_server_try_accept()), or -1
+ * when nothing is pending (no timer needed) or for NULL.
+ */
+SSOCK_API int ssock_server_next_timeout(const ssock_server *server);
+
+/**
+ * The non-blocking accept step for event loops. Never waits: takes what
+ * the listener has queued (a bounded batch), advances the pending
+ * handshakes and PROXY headers that are ready (each by one bounded step),
+ * expires those past their deadline, and returns the first connection
+ * that is finished: a plain connection at once, a TLS one once its
+ * handshake is done. Connections that finish together are queued and
+ * returned by the next calls first. Call it whenever
+ * ssock_server_poll_fd() is readable or the timeout from
+ * ssock_server_next_timeout() has passed, and keep calling while it
+ * returns 0. The blocking ssock_server_accept() runs on the same
+ * machinery, with the same counters, limits and events; do not run both
+ * on one server at once.
+ * @param out receives the socket, or NULL whenever the result is not 0.
+ * @return 0; SSOCK_EAGAIN (nothing finished yet: wait for the poll fd or
+ *         the next timeout); SSOCK_ECLOSED; SSOCK_EINVAL; -EMFILE /
+ *         -ENFILE (as for ssock_server_accept()); another -errno.
+ * Thread: the accepting thread (one per server), like accept.
+ */
+SSOCK_API SSOCK_NODISCARD int ssock_server_try_accept(ssock_server *server,
+                                                      ssock_socket **out);
+
+/** Connection counters of a server (ssock_server_stats()). Fields are only
+ * ever appended; the macro passes the size the program was compiled
+ * with. */
+typedef struct ssock_server_stats {
+    /** TCP connections taken from the listening socket. */
+    unsigned long long accepted;
+    /** Connections handed out by accept() / try_accept(). */
+    unsigned long long handed_out;
+    /** Connections pending right now (PROXY header or TLS handshake in
+     * progress, or finished and waiting to be handed out). */
+    unsigned long long pending;
+    /** PROXY headers read successfully. */
+    unsigned long long proxy_ok;
+    /** Connections closed for a malformed PROXY header (also one that
+     * ended or failed before its header was complete). */
+    unsigned long long proxy_malformed;
+    /** Connections closed because their source is not in
+     * proxy_trusted. */
+    unsigned long long proxy_untrusted;
+    /** Connections closed because their PROXY header did not arrive in
+     * time. */
+    unsigned long long proxy_timed_out;
+} ssock_server_stats;
+
+/**
+ * Read a server's counters (plain or TLS; the TLS handshake counters are
+ * in ssock_server_tls_stats()). Zeroes and fills the first `size` bytes.
+ * @return 0, SSOCK_EINVAL (NULL argument or size 0). Safe from any thread
+ * while the handle is alive; still answers after close.
+ */
+SSOCK_API int ssock_server_stats_sized(const ssock_server *server,
+                                       ssock_server_stats *stats, size_t size);
+#define ssock_server_stats(server, stats)                                      \
+    ssock_server_stats_sized((server), (stats), sizeof(ssock_server_stats))
 
 /* ------------------------------------------------------------------ */
 /* Accepted sockets                                                    */
@@ -602,6 +781,108 @@ SSOCK_API size_t ssock_socket_pending(const ssock_socket *sock);
 
 /** errno of the last failed system call on this socket, 0 if none. */
 SSOCK_API int ssock_socket_last_os_error(const ssock_socket *sock);
+
+/**
+ * The peer of the TCP connection itself. Without a PROXY header this is
+ * the same as ssock_socket_peer_host() / _port() / _addr(); behind a load
+ * balancer that sent one, it is the balancer (the other getters give the
+ * client the header named). Same rules as those getters.
+ */
+SSOCK_API const char *ssock_socket_tcp_peer_host(const ssock_socket *sock);
+SSOCK_API int ssock_socket_tcp_peer_port(const ssock_socket *sock);
+SSOCK_API int ssock_socket_tcp_peer_addr(const ssock_socket *sock,
+                                         struct sockaddr_storage *addr,
+                                         socklen_t *len);
+/** 1 when a PROXY header named the peer (ssock_socket_peer_*() give that
+ * client), 0 when the TCP peer is the peer (no PROXY protocol, or a v1
+ * UNKNOWN / v2 LOCAL header), SSOCK_EINVAL for NULL. */
+SSOCK_API int ssock_socket_proxied(const ssock_socket *sock);
+
+/** PROXY v2 TLVs ssock keeps (ssock_socket_proxy_tlv()). */
+#define SSOCK_PROXY_TLV_ALPN 0x01
+#define SSOCK_PROXY_TLV_AUTHORITY 0x02
+#define SSOCK_PROXY_TLV_UNIQUE_ID 0x05
+/**
+ * The value of a PROXY v2 TLV the balancer sent (ALPN, AUTHORITY — the
+ * host name the client asked for — or UNIQUE_ID): a pointer into the
+ * socket, valid until free, and its length in *len. NULL (and *len 0)
+ * when absent, for other types, and for NULL arguments. The balancer's
+ * words: not validated beyond their length.
+ */
+SSOCK_API const void *ssock_socket_proxy_tlv(const ssock_socket *sock,
+                                             int type, size_t *len);
+
+/* ---- Non-blocking sockets, for event loops (since 0.3) ---- */
+
+/** What a non-blocking call waits for (ssock_socket_want()). */
+#define SSOCK_WANT_READ 1
+#define SSOCK_WANT_WRITE 2
+
+/**
+ * Switch the socket between blocking (the default, unless the server's
+ * `nonblocking` option is set) and non-blocking mode. In non-blocking
+ * mode:
+ *  - ssock_socket_read(), _write(), _flush() and _shutdown_write() never
+ *    wait. When they cannot progress they return SSOCK_EAGAIN, and
+ *    ssock_socket_want() says whether to wait for the descriptor to be
+ *    readable or writable: TLS may need a writable descriptor to read and
+ *    a readable one to write. Then call the same function again.
+ *  - A read returns what is available now (0 with *nread >= 1), or
+ *    SSOCK_EAGAIN. Check ssock_socket_pending() before waiting: bytes
+ *    already decrypted do not make the descriptor readable.
+ *  - A write takes what it can and reports exactly the bytes taken in
+ *    *nwritten; it returns 0 when all `len` bytes were taken and have left
+ *    the library, or SSOCK_EAGAIN with *nwritten < len (call again with
+ *    the rest), or SSOCK_EAGAIN with *nwritten == len (all taken, but part
+ *    is still queued inside the library, at most one TLS record: call
+ *    ssock_socket_flush() or write again once writable). Bytes counted as
+ *    taken are never sent twice or dropped: the TLS backends' retry rules
+ *    are kept inside the library. Reads also push queued output.
+ *  - The timeouts become idle timeouts, measured without sleeping: a read
+ *    that finds nothing, when nothing was read for the read timeout,
+ *    returns SSOCK_ETIMEOUT instead of SSOCK_EAGAIN (and the idle clock
+ *    starts again); a write or flush that cannot progress, when no byte
+ *    left for the write timeout, returns SSOCK_ETIMEOUT (on TLS, with
+ *    bytes queued, the write side is then broken: SSOCK_EBROKEN from then
+ *    on, as in blocking mode). ssock_socket_next_timeout() gives the time
+ *    left, for the loop's timer.
+ *  - close, server close and free keep their rules; a close never waits
+ *    (the TLS close_notify is sent only if the kernel takes it at once).
+ * Switching back to blocking mode is allowed at any time.
+ * @return 0; SSOCK_EINVAL (NULL); SSOCK_ECLOSED; SSOCK_ESERVERCLOSED.
+ */
+SSOCK_API int ssock_socket_set_nonblocking(ssock_socket *sock, int on);
+
+/** 1 in non-blocking mode, 0 in blocking mode, SSOCK_EINVAL for NULL. */
+SSOCK_API int ssock_socket_nonblocking(const ssock_socket *sock);
+
+/**
+ * After SSOCK_EAGAIN: SSOCK_WANT_READ or SSOCK_WANT_WRITE, what the
+ * descriptor must become before the call can progress. Also
+ * SSOCK_WANT_WRITE while output is queued inside the library (see
+ * ssock_socket_write()); 0 when the last call did not return SSOCK_EAGAIN
+ * and nothing is queued. SSOCK_EINVAL for NULL.
+ */
+SSOCK_API int ssock_socket_want(const ssock_socket *sock);
+
+/**
+ * Send output queued inside the library (non-blocking mode: the rest of a
+ * TLS record a write could not finish). @return 0 when nothing is left
+ * queued; SSOCK_EAGAIN (wait as ssock_socket_want() says); SSOCK_ETIMEOUT;
+ * the errors of ssock_socket_write(). In blocking mode, and on plain
+ * sockets, there is never anything queued: 0 (or the socket's closed
+ * status).
+ */
+SSOCK_API int ssock_socket_flush(ssock_socket *sock);
+
+/**
+ * Non-blocking mode: milliseconds until the socket's next idle timeout
+ * (read or write, see ssock_socket_set_nonblocking()); 0 when it has
+ * passed (the next read or write returns SSOCK_ETIMEOUT); -1 when no
+ * timeout applies (both timeouts SSOCK_WAIT_FOREVER, blocking mode, a
+ * closed socket, NULL).
+ */
+SSOCK_API int ssock_socket_next_timeout(const ssock_socket *sock);
 
 #ifdef __cplusplus
 }

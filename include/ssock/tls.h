@@ -516,6 +516,23 @@ SSOCK_API int ssock_server_tls_stats_sized(const ssock_server *server,
     ssock_server_tls_stats_sized((server), (stats), sizeof(ssock_tls_stats))
 
 /**
+ * Certificate rotation without restart: make `config` the TLS
+ * configuration of a running TLS server (the server takes its own
+ * reference; the caller may free its handle right after). Safe from any
+ * thread, also while another thread accepts. Connections accepted after
+ * the call handshake with the new configuration; handshakes already in
+ * flight finish on the one they started with, and sockets keep theirs;
+ * the old configuration is freed when its last user is gone. The swap is
+ * one atomic exchange: nothing on the handshake path locks, and no
+ * handshake fails because of it. The handshake timeout and limits of the
+ * new configuration apply to connections accepted after the swap.
+ * @return 0; SSOCK_EINVAL (NULL argument); SSOCK_ENOTTLS (a plain
+ *         server); SSOCK_ECLOSED (the server is closed or drained).
+ */
+SSOCK_API int ssock_server_set_tls(ssock_server *server,
+                                   const ssock_tls_config *config);
+
+/**
  * Text of the backend's error for the most recent failed handshake on this
  * server (e.g. "SSL - No client certification received from the client,
  * but required by the authentication mode"), "" when none failed yet, NULL
