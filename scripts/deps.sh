@@ -15,6 +15,9 @@ PACKAGES=(
   socat afl++ clang-format
   dpkg-dev python3  # apt-get source + dpkg-source; mbedTLS's config.py
   abigail-tools     # abidw/abidiff: the ABI check (scripts/abi-check.sh)
+  libuv1-dev        # examples/libuv_echo.c (ssock in a libuv loop)
+  systemd           # systemd-socket-activate: the socket-activation test
+  nginx libnginx-mod-stream  # bench/: the TLS-terminator anchor
 )
 
 missing=()

@@ -78,9 +78,9 @@ extern "C" {
 /* ------------------------------------------------------------------ */
 
 #define SSOCK_VERSION_MAJOR 0
-#define SSOCK_VERSION_MINOR 2
+#define SSOCK_VERSION_MINOR 3
 #define SSOCK_VERSION_PATCH 0
-#define SSOCK_VERSION_STRING "0.2.0"
+#define SSOCK_VERSION_STRING "0.3.0"
 /** The version as one number, 0xMMmmpp: compare with >= in #if. */
 #define SSOCK_VERSION_HEX                                                      \
     ((SSOCK_VERSION_MAJOR << 16) | (SSOCK_VERSION_MINOR << 8) |                \
