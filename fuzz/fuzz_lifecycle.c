@@ -620,6 +620,7 @@ struct sock {
     uint64_t got;  /* client-to-server bytes read and checked */
     uint64_t sent; /* server-to-client bytes handed to the kernel */
     int read_ms, write_ms;
+    int nb; /* non-blocking mode */
 };
 
 struct cli {
@@ -869,10 +870,23 @@ static void op_accept(void)
 
     ssock_socket *out = (ssock_socket *)sv; /* must be reset to NULL */
     unsigned long fired = faults_fired();
+    int try = next() & 1; /* the non-blocking step instead */
     uint64_t t0 = now_ns();
-    int rc = ssock_server_accept(sv->h, &out);
+    int rc = try ? ssock_server_try_accept(sv->h, &out)
+                 : ssock_server_accept(sv->h, &out);
     uint64_t dt = now_ns() - t0;
-    TRACE("[%d] accept srv%d: %s\n", step_no, k, ssock_err_name(rc));
+    TRACE("[%d] %saccept srv%d: %s\n", step_no, try ? "try_" : "", k,
+          ssock_err_name(rc));
+    if (try) {
+        /* Never waits, never reports a timeout. */
+        CHECK(rc != SSOCK_ETIMEOUT);
+        if (rc == SSOCK_EAGAIN) {
+            CHECK(out == NULL && !sv->closed);
+            return;
+        }
+    } else {
+        CHECK(rc != SSOCK_EAGAIN);
+    }
 
     if (rc != 0)
         CHECK(out == NULL);
@@ -960,8 +974,18 @@ static void op_read(void)
         free(buf);
         return;
     }
+    if (rc == SSOCK_EAGAIN) {
+        /* Only in non-blocking mode, and it says what to wait for. */
+        CHECK(s->nb);
+        CHECK(ssock_socket_want(s->h) == SSOCK_WANT_READ ||
+              ssock_socket_want(s->h) == SSOCK_WANT_WRITE);
+        free(buf);
+        return;
+    }
     if (rc == SSOCK_ETIMEOUT) {
-        CHECK(dt >= (uint64_t)s->read_ms * 1000000u);
+        /* Non-blocking: the idle clock ran out; it was read_ms long. */
+        CHECK(s->nb || dt >= (uint64_t)s->read_ms * 1000000u);
+        CHECK(s->read_ms != SSOCK_WAIT_FOREVER);
         free(buf);
         return;
     }
@@ -1012,11 +1036,51 @@ static void op_write(void)
         CHECK(n == len);
         return;
     }
+    if (rc == SSOCK_EAGAIN) {
+        /* Non-blocking: exactly the bytes taken are counted (the client
+         * checks the stream), and it says what to wait for. */
+        CHECK(s->nb);
+        CHECK(ssock_socket_want(s->h) != 0);
+        return;
+    }
     if (rc == SSOCK_ETIMEOUT) {
-        CHECK(dt >= (uint64_t)s->write_ms * 1000000u);
+        CHECK(s->nb || dt >= (uint64_t)s->write_ms * 1000000u);
+        CHECK(s->write_ms != SSOCK_WAIT_FOREVER);
         return;
     }
     check_io_errno(s->h, rc, fired);
+}
+
+/* Switch a socket between blocking and non-blocking mode, or flush. */
+static void op_nonblock(void)
+{
+    int i;
+    struct sock *s = pick_sock(&i);
+    uint8_t how = next();
+    if (s == NULL)
+        return;
+    if (how & 1) {
+        unsigned long fired = faults_fired();
+        int rc = ssock_socket_flush(s->h);
+        TRACE("[%d] flush sock%d: %s\n", step_no, i, ssock_err_name(rc));
+        if (check_dead_rc(i, rc) || rc == 0)
+            return;
+        /* Plain sockets never queue anything. */
+        CHECK(rc != SSOCK_EAGAIN || s->nb);
+        if (rc != SSOCK_EAGAIN && rc != SSOCK_ETIMEOUT && rc != SSOCK_EBROKEN)
+            check_io_errno(s->h, rc, fired);
+        return;
+    }
+    int on = (how >> 1) & 1;
+    int rc = ssock_socket_set_nonblocking(s->h, on);
+    TRACE("[%d] nonblocking sock%d %d: %s\n", step_no, i, on,
+          ssock_err_name(rc));
+    if (check_dead_rc(i, rc))
+        return;
+    CHECK(rc == 0);
+    s->nb = on;
+    CHECK(ssock_socket_nonblocking(s->h) == on);
+    CHECK(on || ssock_socket_next_timeout(s->h) == -1);
 }
 
 static void op_shutdown(void)
@@ -1386,6 +1450,7 @@ enum {
     OP_FAULT,
     OP_ASYNC,
     OP_SET_TIMEOUTS,
+    OP_NONBLOCK,
     OP_MISUSE,
     N_OPS
 };
@@ -1442,6 +1507,9 @@ static void run_op(uint8_t op)
         break;
     case OP_SET_TIMEOUTS:
         op_set_timeouts();
+        break;
+    case OP_NONBLOCK:
+        op_nonblock();
         break;
     default:
         op_misuse();

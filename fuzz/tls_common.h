@@ -159,9 +159,10 @@ static struct {
     int dummy_fd;   /* a real TCP client that makes the listener readable */
     ssock_server *srv;
     int taken;
+    int proxy; /* the input starts with a PROXY header: proxy_protocol on */
     unsigned long recvs;
     uint64_t rng; /* position in the random stream, reset per input */
-} T = {NULL, -1, -1, -1, -1, NULL, 0, 0, TLS_RNG_SEED};
+} T = {NULL, -1, -1, -1, -1, NULL, 0, 0, 0, TLS_RNG_SEED};
 
 /* Piece mode: the chunks still to hand to the server, in order. */
 static struct {
@@ -699,6 +700,8 @@ static void tls_serve_one(int server_end, int read_ms, int server_first)
     o.read_timeout_ms = read_ms;
     o.write_timeout_ms = 50;
     o.tls = T.cfg;
+    /* The fake peer is 127.0.0.1: trusted by the default list. */
+    o.proxy_protocol = T.proxy ? SSOCK_PROXY_ANY : SSOCK_PROXY_OFF;
     T.rng = TLS_RNG_SEED; /* every input starts the stream afresh */
     int rc = ssock__server_open_sys(&srv, &o, &tls_sys);
     if (rc != 0) {
@@ -740,16 +743,23 @@ static void tls_serve_one(int server_end, int read_ms, int server_first)
                ssock_socket_tls_version(sock), ssock_socket_tls_cipher(sock),
                ssock_socket_tls_alpn(sock), ssock_socket_tls_sni(sock),
                ssock_socket_tls_peer_subject(sock));
+    ssock_server_stats ss;
+    TCHECK(ssock_server_stats(srv, &ss) == 0);
     TCHECK(T.taken && T.pending_fd < 0);
-    TCHECK(st.accepted == 1);
+    TCHECK(st.accepted == 1 && ss.accepted == 1);
+    TCHECK(T.proxy || ss.proxy_ok + ss.proxy_malformed == 0);
+    TCHECK(ss.proxy_untrusted == 0 && ss.proxy_timed_out == 0);
     TCHECK(st.handshakes_ok + st.handshakes_failed + st.handshakes_timed_out +
-               st.handshakes_dropped + st.in_flight ==
+               st.handshakes_dropped + st.in_flight + ss.proxy_malformed ==
            st.accepted);
     TCHECK(ssock_server_tls_last_error(srv) != NULL);
     if (rc == 0) {
         TCHECK(sock != NULL);
         TCHECK(st.handshakes_ok == 1);
-        TCHECK(strcmp(ssock_socket_peer_host(sock), "127.0.0.1") == 0);
+        TCHECK(strcmp(ssock_socket_tcp_peer_host(sock), "127.0.0.1") == 0);
+        TCHECK(ssock_socket_proxied(sock) ||
+               strcmp(ssock_socket_peer_host(sock), "127.0.0.1") == 0);
+        TCHECK(T.proxy || !ssock_socket_proxied(sock));
         tls_session(srv, sock, server_first);
     } else {
         /* Nothing else can end accept here: no close, no fault, and the
@@ -795,7 +805,20 @@ static void tls_fuzz_one(const uint8_t *data, size_t size)
         TCHECK(shutdown(p[1], SHUT_WR) == 0);
     }
 
+    /* A client that starts with a PROXY header (v1 text or the v2
+     * signature) talks to a server with proxy_protocol on. */
+    static const uint8_t v2sig[12] = {0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d,
+                                      0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a};
+    const uint8_t *body = data;
+    size_t blen = size;
+    if (F.on == 1) {
+        body = F.buf;
+        blen = F.n > 0 ? F.chunk[F.n - 1].off + F.chunk[F.n - 1].len : 0;
+    }
+    T.proxy = F.on != 2 && ((blen >= 5 && memcmp(body, "PROXY", 5) == 0) ||
+                            (blen >= 12 && memcmp(body, v2sig, 12) == 0));
     tls_serve_one(p[0], 5, size > 0 && (data[size - 1] & 1));
+    T.proxy = 0;
 #if TLS_LIVE
     if (F.on == 2)
         live_end();

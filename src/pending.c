@@ -415,10 +415,18 @@ static int proxy_step(ssock_server *srv, struct pend *p)
             nl = memchr(p->pbuf + p->plen, '\n', take);
         if (nl != NULL)
             take = (size_t)(nl - (p->pbuf + p->plen)) + 1;
+        /* The bytes just peeked are queued: taking them cannot block. A
+         * "would block" here (a fault-injecting system-call table) is
+         * retried once, then left for the next step. */
         ssize_t got;
+        int tries = 0;
         do {
             got = s->sys->recv(s->fd, p->pbuf + p->plen, take, MSG_DONTWAIT);
-        } while (got < 0 && errno == EINTR);
+        } while (got < 0 && (errno == EINTR ||
+                             ((errno == EAGAIN || errno == EWOULDBLOCK) &&
+                              tries++ == 0)));
+        if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return 1; /* nothing taken: the bytes wait for the next step */
         if (got <= 0) {
             proxy_refused(srv, p, &srv->n_proxy_malformed, "malformed header");
             return -1;
