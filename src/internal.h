@@ -230,19 +230,18 @@ struct ssock_socket {
         struct sockaddr sa;
         struct sockaddr_in in4;
         struct sockaddr_in6 in6;
-    } peer,
-        tcp_peer;  /* peer: the client (a PROXY header's); tcp_peer: TCP's */
-    int proxied;   /* a PROXY header named `peer` */
+    } peer, tcp_peer; /* peer: the client (a PROXY header's); tcp_peer: TCP's */
+    int proxied;      /* a PROXY header named `peer` */
     char *proxy_tlvs; /* ALPN, AUTHORITY, UNIQUE_ID values, or NULL */
     size_t tlv_len[3];
     size_t tlv_off[3];
     /* Non-blocking mode (owner's thread only). */
     int nonblocking;
-    int want;   /* SSOCK_WANT_* after SSOCK_EAGAIN */
-    int queued; /* output queued inside the library (TLS) */
-    uint64_t read_idle_since;    /* ns: last read progress */
-    uint64_t write_stall_since;  /* ns: a write blocked with no progress, 0 */
-    char peer_host[SSOCK_HOST_MAX];  /* formatted on first use */
+    int want;                   /* SSOCK_WANT_* after SSOCK_EAGAIN */
+    int queued;                 /* output queued inside the library (TLS) */
+    uint64_t read_idle_since;   /* ns: last read progress */
+    uint64_t write_stall_since; /* ns: a write blocked with no progress, 0 */
+    char peer_host[SSOCK_HOST_MAX]; /* formatted on first use */
     char tcp_peer_host[SSOCK_HOST_MAX];
     char local_host[SSOCK_HOST_MAX]; /* formatted on first use */
     struct sockaddr_storage local;   /* getsockname, on first use */

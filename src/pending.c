@@ -78,7 +78,7 @@ struct src {
 struct ssock__hs_set {
     int cap, per_source, prefix6, timeout_ms;
     int n;
-    atomic_int in_flight; /* n + ready, for other threads */
+    atomic_int in_flight;     /* n + ready, for other threads */
     struct pend *head, *tail; /* earliest deadline first */
     struct src **bucket;
     size_t nbucket, nsrc;
@@ -422,9 +422,9 @@ static int proxy_step(ssock_server *srv, struct pend *p)
         int tries = 0;
         do {
             got = s->sys->recv(s->fd, p->pbuf + p->plen, take, MSG_DONTWAIT);
-        } while (got < 0 && (errno == EINTR ||
-                             ((errno == EAGAIN || errno == EWOULDBLOCK) &&
-                              tries++ == 0)));
+        } while (got < 0 &&
+                 (errno == EINTR ||
+                  ((errno == EAGAIN || errno == EWOULDBLOCK) && tries++ == 0)));
         if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
             return 1; /* nothing taken: the bytes wait for the next step */
         if (got <= 0) {
@@ -578,8 +578,7 @@ static void start(ssock_server *srv, ssock_socket *sock)
     }
     if (p == NULL) {
         atomic_fetch_add(&srv->n_hs_dropped, 1);
-        ssock__server_event(srv, SSOCK_EVENT_REFUSED, sock, SSOCK_ENOMEM,
-                            NULL);
+        ssock__server_event(srv, SSOCK_EVENT_REFUSED, sock, SSOCK_ENOMEM, NULL);
         ssock__socket_discard(sock);
         return;
     }

@@ -295,8 +295,8 @@ static void server_destroy(ssock_server *srv)
 static int finish_open(ssock_server *srv)
 {
     srv->local_len = sizeof(srv->local);
-    if (getsockname(srv->fd, (struct sockaddr *)&srv->local,
-                    &srv->local_len) != 0)
+    if (getsockname(srv->fd, (struct sockaddr *)&srv->local, &srv->local_len) !=
+        0)
         return -errno;
     ssock__addr_format((struct sockaddr *)&srv->local, srv->host, &srv->port);
     int rc = ssock__wake_open(&srv->wake);
@@ -732,8 +732,8 @@ int ssock_server_accept(ssock_server *srv, ssock_socket **out)
     int rc = begin_accept(srv);
     if (rc != 0)
         return rc;
-    rc = blocking_accept(srv, ssock__deadline_in(srv->accept_timeout_ms),
-                         &sock);
+    rc =
+        blocking_accept(srv, ssock__deadline_in(srv->accept_timeout_ms), &sock);
     rc = end_accept(srv, rc, &sock);
     *out = sock;
     return rc;

@@ -180,8 +180,7 @@ static int set_rcvtimeo(ssock_socket *s)
     return 0;
 }
 
-static int plain_read_nb(ssock_socket *s, void *buf, size_t len,
-                         size_t *nread)
+static int plain_read_nb(ssock_socket *s, void *buf, size_t len, size_t *nread)
 {
     for (;;) {
         ssize_t n = s->sys->recv(s->fd, buf, len, MSG_DONTWAIT);
@@ -293,7 +292,8 @@ static const struct ssock__conn_ops plain_ops = {
     .destroy = plain_nothing,
 };
 
-/* ---- non-blocking mode ---------------------------------------------------- */
+/* ---- non-blocking mode ----------------------------------------------------
+ */
 
 static uint64_t ms_ns(int ms)
 {
@@ -414,7 +414,8 @@ int ssock_socket_next_timeout(const ssock_socket *s)
     return best;
 }
 
-/* ---- I/O ------------------------------------------------------------------ */
+/* ---- I/O ------------------------------------------------------------------
+ */
 
 int ssock_socket_read(ssock_socket *s, void *buf, size_t len, size_t *nread)
 {
@@ -665,8 +666,7 @@ static int tlv_slot(int type)
     }
 }
 
-const void *ssock_socket_proxy_tlv(const ssock_socket *s, int type,
-                                   size_t *len)
+const void *ssock_socket_proxy_tlv(const ssock_socket *s, int type, size_t *len)
 {
     if (len != NULL)
         *len = 0;
@@ -678,7 +678,8 @@ const void *ssock_socket_proxy_tlv(const ssock_socket *s, int type,
     return s->proxy_tlvs + s->tlv_off[i];
 }
 
-int ssock__socket_set_proxy(ssock_socket *s, const struct ssock__proxy_result *r)
+int ssock__socket_set_proxy(ssock_socket *s,
+                            const struct ssock__proxy_result *r)
 {
     const uint8_t *v[3] = {r->alpn, r->authority, r->unique_id};
     size_t n[3] = {r->alpn_len, r->authority_len, r->unique_id_len};

@@ -38,7 +38,7 @@ struct tls_conn {
     struct ssock__tls_io io;
     const struct ssock__tls_backend *be;
     ssock_tls_config *cfg; /* a reference: the session's configuration */
-    void *sess;     /* NULL once released (the socket is closed) */
+    void *sess;            /* NULL once released (the socket is closed) */
     /* Non-blocking mode: a record the backend built from bytes we have
      * counted as written, which it must be given again (the same bytes)
      * until it goes out; NULL when none. */

@@ -144,13 +144,13 @@ SSOCK_API unsigned ssock_version(void);
        "socket can no longer write: an earlier TLS write failed part way")     \
     XX(ETRUNCATED, -1021,                                                      \
        "TLS stream ended without close_notify (possible truncation)")          \
-    XX(ENOTSUP, -1022, "option not supported by this version of the library") \
+    XX(ENOTSUP, -1022, "option not supported by this version of the library")  \
     XX(EAGAIN, -1023,                                                          \
        "would block: wait as ssock_socket_want() says, then call again")       \
-    XX(EPROXY, -1024, "PROXY protocol header malformed or from an untrusted "  \
-                      "source")                                                \
-    XX(ENOTLISTENING, -1025,                                                   \
-       "descriptor is not a listening TCP socket")
+    XX(EPROXY, -1024,                                                          \
+       "PROXY protocol header malformed or from an untrusted "                 \
+       "source")                                                               \
+    XX(ENOTLISTENING, -1025, "descriptor is not a listening TCP socket")
 
 /** Status codes. 0 is success; see SSOCK_ERROR_MAP for the messages. */
 enum ssock_status {
@@ -809,8 +809,8 @@ SSOCK_API int ssock_socket_proxied(const ssock_socket *sock);
  * when absent, for other types, and for NULL arguments. The balancer's
  * words: not validated beyond their length.
  */
-SSOCK_API const void *ssock_socket_proxy_tlv(const ssock_socket *sock,
-                                             int type, size_t *len);
+SSOCK_API const void *ssock_socket_proxy_tlv(const ssock_socket *sock, int type,
+                                             size_t *len);
 
 /* ---- Non-blocking sockets, for event loops (since 0.3) ---- */
 
