@@ -32,9 +32,31 @@
 #   client-long.pem / .key          a subject of 12 OU attributes, longer than
 #                                   512 characters when formatted
 #
-#   ./make-certs.sh          regenerate everything (the extras too)
+# The "sni" set (server certificates for SNI selection, ssock_tls_options
+# .extra_certs), all signed by ca, server_ext usages:
+#   sni-a.pem / .key                ECDSA P-256, CN cn-ignored.example.org,
+#                                   SAN DNS:a.example.com,
+#                                   DNS:Mixed.Example.NET (the CN is not a
+#                                   name: there are SAN DNS names)
+#   sni-wild.pem / .key             RSA-2048, CN wild.example.com, SAN
+#                                   DNS:*.example.com
+#   sni-cn.pem / .key               ECDSA P-256, CN cn-only.example.org, no
+#                                   subjectAltName (the CN is the name)
+#   sni-ipsan.pem / .key            ECDSA P-256, CN ipsan.example.org, SAN
+#                                   IP:127.0.0.2 only (no DNS name: the CN is
+#                                   the name)
+#   sni-badwild.pem / .key          ECDSA P-256, CN badwild.example.net,
+#                                   SAN DNS:f*.example.net, DNS:*.net,
+#                                   DNS:a.*.example.net (no name SNI can match;
+#                                   the CN is not a name: there are SAN DNS
+#                                   names)
+#   sni-weak.pem / .key             RSA-1024, CN weak.example.com, SAN
+#                                   DNS:weak.example.com (too weak to load)
+#
+#   ./make-certs.sh          regenerate everything (the extras and sni too)
 #   ./make-certs.sh extra    (re)make only the extras, with the existing ca
 #                            (the other files stay as they are)
+#   ./make-certs.sh sni      (re)make only the sni-* set, with the existing ca
 #
 # Everything else is valid 2024-01-01 .. 2044-01-01 (20 years). Server
 # certificates carry SAN DNS:localhost, IP:127.0.0.1, IP:::1.
@@ -56,6 +78,7 @@ ec_key() {
         -pkeyopt ec_param_enc:named_curve -out "$1"
 }
 rsa_key() { openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$1"; }
+rsa1024_key() { openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:1024 -out "$1"; }
 
 cat >"$WORK/ext.cnf" <<'EOF'
 [ca_ext]
@@ -69,6 +92,53 @@ basicConstraints = critical, CA:FALSE
 keyUsage = critical, digitalSignature, keyEncipherment
 extendedKeyUsage = serverAuth
 subjectAltName = DNS:localhost, IP:127.0.0.1, IP:::1
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+
+[sni_a_ext]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature, keyEncipherment
+extendedKeyUsage = serverAuth
+subjectAltName = DNS:a.example.com, DNS:Mixed.Example.NET
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+
+[sni_wild_ext]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature, keyEncipherment
+extendedKeyUsage = serverAuth
+subjectAltName = DNS:*.example.com
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+
+[sni_cn_ext]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature, keyEncipherment
+extendedKeyUsage = serverAuth
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+
+[sni_ipsan_ext]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature, keyEncipherment
+extendedKeyUsage = serverAuth
+subjectAltName = IP:127.0.0.2
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+
+[sni_badwild_ext]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature, keyEncipherment
+extendedKeyUsage = serverAuth
+subjectAltName = DNS:f*.example.net, DNS:*.net, DNS:a.*.example.net
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+
+[sni_weak_ext]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature, keyEncipherment
+extendedKeyUsage = serverAuth
+subjectAltName = DNS:weak.example.com
 subjectKeyIdentifier = hash
 authorityKeyIdentifier = keyid
 
@@ -177,6 +247,23 @@ make_extras() {
         client-anyeku.key client-long.pem client-long.key
 }
 
+# The sni set: server certificates signed by the existing ca.
+make_sni() {
+    make_leaf sni-a ec cn-ignored.example.org sni_a_ext ca
+    make_leaf sni-wild rsa wild.example.com sni_wild_ext ca
+    make_leaf sni-cn ec cn-only.example.org sni_cn_ext ca
+    make_leaf sni-ipsan ec ipsan.example.org sni_ipsan_ext ca
+    make_leaf sni-badwild ec badwild.example.net sni_badwild_ext ca
+    make_leaf sni-weak rsa1024 weak.example.com sni_weak_ext ca
+    chmod 0644 sni-*.pem sni-*.key
+}
+
+if [ "${1:-}" = sni ]; then
+    make_sni
+    echo "sni certs made in $(pwd) -- DEV/TEST ONLY"
+    exit 0
+fi
+
 if [ "${1:-}" = extra ]; then
     make_extras
     echo "extra certs made in $(pwd) -- DEV/TEST ONLY"
@@ -194,6 +281,7 @@ make_leaf expired ec localhost server_ext ca 20000101000000Z 20010101000000Z
 make_leaf notyet ec localhost server_ext ca 20900101000000Z 21000101000000Z
 
 make_extras
+make_sni
 
 ec_key mismatch.key
 

@@ -1,6 +1,8 @@
 /*
  * tls.c — backend-neutral TLS configuration front: options, validation,
- * reading files, reference counting, backend selection. Everything that
+ * reading files (pair 0 and the SNI pairs), reference counting, backend
+ * selection, and the SNI name rules both backends share
+ * (ssock__tls_sni_*: which pair a server name picks). Everything that
  * touches mbedTLS or OpenSSL is in tls_mbedtls.c / tls_openssl.c.
  */
 #include "tls_backend.h"
@@ -222,6 +224,150 @@ static SSOCK__TLS_NODISCARD int blob_load(struct tls_blob *b, const char *what,
 }
 
 /* ------------------------------------------------------------------ */
+/* SNI: certificate names and the choice of a pair                    */
+/* ------------------------------------------------------------------ */
+
+/* Longest server name compared (a DNS name is at most 253 characters). */
+#define TLS_SNI_MAX 255u
+
+/* ASCII only: no locale (bytes >= 0x80, IDNA's UTF-8, are left alone). */
+static unsigned char ascii_lower(unsigned char c)
+{
+    return (c >= 'A' && c <= 'Z') ? (unsigned char)(c - 'A' + 'a') : c;
+}
+
+void ssock__tls_sni_init(struct ssock__tls_sni *t)
+{
+    t->v = NULL;
+    t->count = 0;
+    t->cap = 0;
+}
+
+void ssock__tls_sni_free(struct ssock__tls_sni *t)
+{
+    if (t == NULL)
+        return;
+    for (size_t i = 0; i < t->count; i++)
+        free(t->v[i].name);
+    free(t->v);
+    ssock__tls_sni_init(t);
+}
+
+/* Labels of n bytes: none empty (no leading dot, no "..", not empty). */
+static int labels_ok(const unsigned char *n, size_t len)
+{
+    size_t label = 0;
+
+    if (len == 0)
+        return 0;
+    for (size_t i = 0; i < len; i++) {
+        if (n[i] == '.') {
+            if (label == 0)
+                return 0;
+            label = 0;
+        } else {
+            label++;
+        }
+    }
+    return label > 0;
+}
+
+int ssock__tls_sni_add(struct ssock__tls_sni *t, size_t pair, const void *name,
+                       size_t len)
+{
+    const unsigned char *n = name;
+    struct ssock__tls_sni_name *e;
+    int wildcard = 0;
+    size_t dots = 0;
+
+    if (t == NULL || n == NULL)
+        return 0;
+    if (len > 0 && n[len - 1] == '.')
+        len--;
+    if (len == 0 || len > TLS_SNI_MAX || memchr(n, 0, len) != NULL ||
+        !labels_ok(n, len))
+        return 0;
+    if (len >= 2 && n[0] == '*' && n[1] == '.') {
+        wildcard = 1;
+        n += 2;
+        len -= 2;
+        for (size_t i = 0; i < len; i++)
+            dots += n[i] == '.';
+        if (dots < 1) /* "*.com": at least two labels after the "*" */
+            return 0;
+    }
+    if (memchr(n, '*', len) != NULL) /* "*" anywhere else: never matches */
+        return 0;
+    if (t->count == t->cap) {
+        size_t cap = t->cap == 0 ? 8 : t->cap * 2;
+        struct ssock__tls_sni_name *v = realloc(t->v, cap * sizeof *v);
+
+        if (v == NULL)
+            return SSOCK_ENOMEM;
+        t->v = v;
+        t->cap = cap;
+    }
+    e = &t->v[t->count];
+    e->name = malloc(len + 1);
+    if (e->name == NULL)
+        return SSOCK_ENOMEM;
+    for (size_t i = 0; i < len; i++)
+        e->name[i] = (char)ascii_lower(n[i]);
+    e->name[len] = '\0';
+    e->len = len;
+    e->pair = pair;
+    e->wildcard = wildcard;
+    t->count++;
+    return 1;
+}
+
+size_t ssock__tls_sni_pick(const struct ssock__tls_sni *t, const char *name,
+                           size_t len)
+{
+    char low[TLS_SNI_MAX]; /* the name in lower case, compared with memcmp */
+    const char *rest;
+    size_t first = 0, rest_len, best = 0;
+    int have_wild = 0;
+
+    if (t == NULL || name == NULL)
+        return 0;
+    if (len > 0 && name[len - 1] == '.')
+        len--;
+    if (len == 0 || len > TLS_SNI_MAX || memchr(name, 0, len) != NULL)
+        return 0;
+    for (size_t i = 0; i < len; i++)
+        low[i] = (char)ascii_lower((unsigned char)name[i]);
+    /* the left-most label, for wildcards: non-empty, then a dot */
+    while (first < len && low[first] != '.')
+        first++;
+    rest = first < len ? low + first + 1 : NULL;
+    rest_len = first < len ? len - first - 1 : 0;
+    for (size_t i = 0; i < t->count; i++) {
+        const struct ssock__tls_sni_name *e = &t->v[i];
+
+        if (!e->wildcard) {
+            if (e->len == len && memcmp(low, e->name, len) == 0)
+                return e->pair; /* names are in pair order: the first */
+        } else if (!have_wild && first > 0 && rest != NULL &&
+                   e->len == rest_len && memcmp(rest, e->name, rest_len) == 0) {
+            have_wild = 1;
+            best = e->pair;
+        }
+    }
+    return best;
+}
+
+const char *ssock__tls_pair_what(char *buf, size_t len, size_t pair,
+                                 const char *what)
+{
+    if (pair == 0)
+        (void)snprintf(buf, len, "%s", what);
+    else
+        (void)snprintf(buf, len, "extra_certs[%zu] %s", pair - 1, what);
+    return buf;
+}
+
+/* ------------------------------------------------------------------ */
 
 const struct ssock__tls_backend *ssock__tls_backend_get(int backend)
 {
@@ -401,6 +547,16 @@ static SSOCK__TLS_NODISCARD int check_options(const ssock_tls_options *o,
                                                            : "optional");
         return SSOCK_ETLSCONFIG;
     }
+    if (o->extra_cert_count > 0 && o->extra_certs == NULL) {
+        errf(err, errlen, "extra_certs is NULL but extra_cert_count is %zu",
+             o->extra_cert_count);
+        return SSOCK_ETLSCONFIG;
+    }
+    if (o->extra_cert_count > SSOCK_TLS_MAX_EXTRA_CERTS) {
+        errf(err, errlen, "extra_cert_count must be <= %d (got %zu)",
+             SSOCK_TLS_MAX_EXTRA_CERTS, o->extra_cert_count);
+        return SSOCK_ETLSCONFIG;
+    }
     if (o->alpn_count > 0 && o->alpn == NULL) {
         errf(err, errlen, "alpn is NULL but alpn_count is %zu", o->alpn_count);
         return SSOCK_ETLSCONFIG;
@@ -429,14 +585,72 @@ static SSOCK__TLS_NODISCARD int check_options(const ssock_tls_options *o,
     return 0;
 }
 
+/* The extra pairs (SNI), read like pair 0: blobs[2 * i] and [2 * i + 1]
+ * are extra_certs[i]'s certificate and key; `pairs` gets the same array
+ * with memory sources only (the *_file names kept for messages). */
+static SSOCK__TLS_NODISCARD int load_extra(const ssock_tls_options *o,
+                                           struct tls_blob **blobsp,
+                                           ssock_tls_cert **pairsp, char *err,
+                                           size_t errlen)
+{
+    size_t n = o->extra_cert_count;
+    struct tls_blob *blobs;
+    ssock_tls_cert *pairs;
+    int rc = 0;
+
+    *blobsp = NULL;
+    *pairsp = NULL;
+    if (n == 0)
+        return 0;
+    blobs = calloc(2 * n, sizeof *blobs);
+    pairs = calloc(n, sizeof *pairs);
+    *blobsp = blobs;
+    *pairsp = pairs;
+    if (blobs == NULL || pairs == NULL) {
+        errf(err, errlen, "out of memory");
+        return SSOCK_ENOMEM;
+    }
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        const ssock_tls_cert *in = &o->extra_certs[i];
+        char cw[48], kw[48];
+
+        (void)ssock__tls_pair_what(cw, sizeof cw, i + 1, "certificate");
+        (void)ssock__tls_pair_what(kw, sizeof kw, i + 1, "key");
+        rc = blob_load(&blobs[2 * i], cw, "cert", in->cert_file, in->cert_mem,
+                       in->cert_len, 1, err, errlen);
+        if (rc == 0)
+            rc = blob_load(&blobs[2 * i + 1], kw, "key", in->key_file,
+                           in->key_mem, in->key_len, 1, err, errlen);
+        pairs[i].cert_file = in->cert_file;
+        pairs[i].cert_mem = blobs[2 * i].data;
+        pairs[i].cert_len = blobs[2 * i].len;
+        pairs[i].key_file = in->key_file;
+        pairs[i].key_mem = blobs[2 * i + 1].data;
+        pairs[i].key_len = blobs[2 * i + 1].len;
+    }
+    return rc;
+}
+
+static void free_extra(struct tls_blob *blobs, ssock_tls_cert *pairs, size_t n)
+{
+    for (size_t i = 0; blobs != NULL && i < n; i++) {
+        blob_free(&blobs[2 * i], 0);
+        blob_free(&blobs[2 * i + 1], 1);
+    }
+    free(blobs);
+    free(pairs);
+}
+
 int ssock_tls_config_new(ssock_tls_config **out, const ssock_tls_options *opts,
                          char *errbuf, size_t errlen)
 {
     struct tls_blob cert = {NULL, 0}, key = {NULL, 0}, ca = {NULL, 0};
+    struct tls_blob *extra_blobs = NULL;
+    ssock_tls_cert *extra = NULL;
     ssock_tls_options in, o;
     ssock_tls_config *cfg = NULL;
     char *msg = NULL;
-    size_t msglen = SSOCK_TLS_ERRBUF_SIZE;
+    size_t msglen = SSOCK_TLS_ERRBUF_SIZE, nextra = 0;
     int rc;
 
     if (errbuf != NULL && errlen > 0)
@@ -472,6 +686,10 @@ int ssock_tls_config_new(ssock_tls_config **out, const ssock_tls_options *opts,
                    0, msg, msglen);
     if (rc != 0)
         goto out;
+    nextra = opts->extra_cert_count;
+    rc = load_extra(opts, &extra_blobs, &extra, msg, msglen);
+    if (rc != 0)
+        goto out;
 
     cfg = calloc(1, sizeof *cfg);
     if (cfg == NULL) {
@@ -501,6 +719,7 @@ int ssock_tls_config_new(ssock_tls_config **out, const ssock_tls_options *opts,
     o.key_len = key.len;
     o.ca_mem = ca.data;
     o.ca_len = ca.len;
+    o.extra_certs = extra;
     rc = cfg->be->config_new(&o, &cfg->bcfg, msg, msglen);
     if (rc != 0) {
         if (msg[0] == '\0')
@@ -527,6 +746,7 @@ out:
     blob_free(&cert, 0);
     blob_free(&key, 1);
     blob_free(&ca, 0);
+    free_extra(extra_blobs, extra, nextra);
     free(msg);
     free(cfg); /* only reached on failure, before the backend succeeded */
     return rc;

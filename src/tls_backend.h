@@ -75,7 +75,15 @@ const char *ssock__tls_group_name(unsigned id);
  *    when a CA was given (ca_mem NULL otherwise); each buffer is followed by
  *    a NUL byte not counted in its length (so PEM can be handed to parsers
  *    that want the NUL). The *_file fields are kept only to name the input
- *    in messages (NULL = came from memory).
+ *    in messages (NULL = came from memory);
+ *  - extra_certs / extra_cert_count (0..SSOCK_TLS_MAX_EXTRA_CERTS; NULL
+ *    when 0): the same for every extra pair, cert_mem/cert_len and
+ *    key_mem/key_len always set (the array and the buffers are tls.c's,
+ *    valid during the call only). The backend checks each pair as pair 0,
+ *    names it in messages with ssock__tls_pair_what(), and, when there is
+ *    more than pair 0, fills a struct ssock__tls_sni with the names of
+ *    every pair's leaf and serves the pair ssock__tls_sni_pick() chooses
+ *    for the client's server name (pair 0 for none).
  * On failure it writes a one-line message to err (never NULL, errlen > 0)
  * and returns a negative SSOCK_E*: SSOCK_EVERSION, SSOCK_ECERTPARSE,
  * SSOCK_EKEYMISMATCH, SSOCK_ECERTTIME, SSOCK_ETLSCONFIG, SSOCK_ENOMEM. On
@@ -180,6 +188,50 @@ SSOCK__TLS_NODISCARD int
 ssock__tls_config_set_test_rng(ssock_tls_config *cfg,
                                int (*f_rng)(void *, unsigned char *, size_t),
                                void *p_rng);
+
+/*
+ * SNI certificate selection, backend-neutral (tls.c): the DNS names of
+ * every pair's leaf certificate (subjectAltName DNS names, else the
+ * subject's last CN: the backend extracts them; the rules of matching are
+ * all here). Built once in config_new, then read-only: ssock__tls_sni_pick
+ * may run on many threads at once.
+ */
+struct ssock__tls_sni_name {
+    char *name;   /* lower case; for a wildcard the part after "*." */
+    size_t len;   /* of name */
+    size_t pair;  /* 0 = cert_* / key_*, i = extra_certs[i - 1] */
+    int wildcard; /* 1: "*." + name */
+};
+struct ssock__tls_sni {
+    struct ssock__tls_sni_name *v;
+    size_t count, cap;
+};
+
+/* An empty table (no allocation). */
+void ssock__tls_sni_init(struct ssock__tls_sni *t);
+void ssock__tls_sni_free(struct ssock__tls_sni *t); /* NULL ok; re-usable */
+/* Add one name of pair `pair`'s certificate (raw bytes of a SAN dNSName
+ * or a CN, not NUL-terminated; one trailing dot is dropped). 1 added; 0
+ * ignored because it can never match (empty, longer than 255 bytes, a NUL
+ * byte, an empty label, a "*" other than as the whole left-most label
+ * followed by at least two labels); SSOCK_ENOMEM. */
+SSOCK__TLS_NODISCARD int ssock__tls_sni_add(struct ssock__tls_sni *t,
+                                            size_t pair, const void *name,
+                                            size_t len);
+/* The pair for the server name a client sent (`name`, `len` bytes, NUL
+ * not needed): the first pair with an equal name (ASCII case-insensitive,
+ * one trailing dot of the client's name ignored), else the first pair with
+ * a wildcard matching exactly one non-empty left-most label; 0 when
+ * nothing matches, for an empty name, a name with a NUL byte or longer
+ * than 255 bytes (256 with a trailing dot), a NULL table or name. Pure;
+ * no allocation. */
+size_t ssock__tls_sni_pick(const struct ssock__tls_sni *t, const char *name,
+                           size_t len);
+/* How messages name pair `pair`'s input `what` ("certificate", "key"):
+ * `what` itself for pair 0, "extra_certs[i] what" for pair i + 1. buf
+ * returned. */
+const char *ssock__tls_pair_what(char *buf, size_t len, size_t pair,
+                                 const char *what);
 
 /* Thread-safe strerror (tls.c), for backend messages. */
 const char *ssock__tls_errno_text(int e, char *buf, size_t len);

@@ -83,10 +83,19 @@
 #define MB_NEED_PSA 0
 #endif
 
-struct mb_cfg {
-    mbedtls_ssl_config conf;
+/* An extra certificate/key pair (SNI, ssock_tls_options.extra_certs). */
+struct mb_pair {
     mbedtls_x509_crt chain;
     mbedtls_pk_context key;
+};
+
+struct mb_cfg {
+    mbedtls_ssl_config conf;
+    mbedtls_x509_crt chain; /* pair 0 */
+    mbedtls_pk_context key;
+    struct mb_pair *extra; /* pairs 1..nextra, for SNI */
+    size_t nextra;
+    struct ssock__tls_sni sni; /* names of every pair (when nextra > 0) */
     mbedtls_x509_crt ca;
     mbedtls_entropy_context entropy;
     mbedtls_ctr_drbg_context drbg;
@@ -321,15 +330,17 @@ static void mb_date(const mbedtls_x509_time *t, char *buf, size_t len)
     (void)snprintf(buf, len, "%04d-%02d-%02d", t->year, t->mon, t->day);
 }
 
-/* Every certificate of our own chain must be within its dates. */
-static SSOCK__TLS_NODISCARD int mb_check_times(const mbedtls_x509_crt *chain,
-                                               const ssock_tls_options *o,
-                                               char *err, size_t errlen)
+/* Every certificate of our own chain (pair `pair`'s, from cert_file) must
+ * be within its dates. */
+static SSOCK__TLS_NODISCARD int
+mb_check_times(const mbedtls_x509_crt *chain, const ssock_tls_options *o,
+               size_t pair, const char *cert_file, char *err, size_t errlen)
 {
     const mbedtls_x509_crt *c;
-    char date[16];
+    char date[16], what[48];
     int i = 0;
 
+    (void)ssock__tls_pair_what(what, sizeof what, pair, "certificate");
     for (c = chain; c != NULL && c->raw.p != NULL; c = c->next, i++) {
         const char *why;
 
@@ -344,29 +355,34 @@ static SSOCK__TLS_NODISCARD int mb_check_times(const mbedtls_x509_crt *chain,
         }
         if (!o->allow_expired_cert) {
             mb_errf(err, errlen,
-                    "certificate '%s' (#%d in chain) %s %s (set "
+                    "%s '%s' (#%d in chain) %s %s (set "
                     "allow_expired_cert to accept it)",
-                    label(o->cert_file), i, why, date);
+                    what, label(cert_file), i, why, date);
             return SSOCK_ECERTTIME;
         }
         mb_warn(err, errlen,
-                "certificate '%s' (#%d in chain) %s %s (accepted: "
+                "%s '%s' (#%d in chain) %s %s (accepted: "
                 "allow_expired_cert)",
-                label(o->cert_file), i, why, date);
+                what, label(cert_file), i, why, date);
     }
     return 0;
 }
 
-/* SNI: remember the name the client asked for (the one certificate is
- * served whatever it is). Names with a NUL byte or longer than 255 bytes
- * are refused (unrecognized_name alert), as OpenSSL does. */
-static int mb_sni(void *unused, mbedtls_ssl_context *ssl,
-                  const unsigned char *name, size_t len)
+/* SNI: remember the name the client asked for, and serve the pair it
+ * picks (ssock__tls_sni_pick; pair 0, the configuration's own certificate,
+ * needs nothing: mbedTLS uses it when no handshake certificate is set).
+ * Names with a NUL byte or longer than 255 bytes are refused
+ * (unrecognized_name alert), as OpenSSL does; a name that matches nothing
+ * gets pair 0. Under TLS 1.3 a second ClientHello (after a
+ * HelloRetryRequest) comes here again with the same name. */
+static int mb_sni(void *p, mbedtls_ssl_context *ssl, const unsigned char *name,
+                  size_t len)
 {
     struct mb_sess *s = (struct mb_sess *)(void *)ssl;
+    struct mb_cfg *c = p;
+    size_t pair;
     char *copy;
 
-    (void)unused;
     if (len == 0 || len > 255 || memchr(name, 0, len) != NULL)
         return -1;
     copy = malloc(len + 1);
@@ -376,7 +392,13 @@ static int mb_sni(void *unused, mbedtls_ssl_context *ssl,
     copy[len] = '\0';
     free(s->sni);
     s->sni = copy;
-    return 0;
+    if (c->nextra == 0)
+        return 0;
+    pair = ssock__tls_sni_pick(&c->sni, copy, len);
+    if (pair == 0 || pair > c->nextra)
+        return 0;
+    return mbedtls_ssl_set_hs_own_cert(ssl, &c->extra[pair - 1].chain,
+                                       &c->extra[pair - 1].key);
 }
 
 static void mb_config_free(void *p)
@@ -389,6 +411,12 @@ static void mb_config_free(void *p)
     mbedtls_ssl_config_free(&c->conf);
     mbedtls_x509_crt_free(&c->chain);
     mbedtls_pk_free(&c->key);
+    for (i = 0; c->extra != NULL && i < c->nextra; i++) {
+        mbedtls_x509_crt_free(&c->extra[i].chain);
+        mbedtls_pk_free(&c->extra[i].key);
+    }
+    free(c->extra);
+    ssock__tls_sni_free(&c->sni);
     mbedtls_x509_crt_free(&c->ca);
     mbedtls_ctr_drbg_free(&c->drbg);
     mbedtls_entropy_free(&c->entropy);
@@ -445,38 +473,44 @@ static SSOCK__TLS_NODISCARD int mb_step_rng(struct mb_cfg *c, char *err,
     return 0;
 }
 
-/* The server's certificate chain, leaf first. */
-static SSOCK__TLS_NODISCARD int mb_step_chain(struct mb_cfg *c,
-                                              const ssock_tls_options *o,
+/* A certificate chain, leaf first (pair `pair`, source `src`). */
+static SSOCK__TLS_NODISCARD int mb_step_chain(mbedtls_x509_crt *chain,
+                                              size_t pair,
+                                              const ssock_tls_cert *src,
                                               char *err, size_t errlen)
 {
-    return mb_parse_crts(&c->chain, "certificate", o->cert_file, o->cert_mem,
-                         o->cert_len, err, errlen);
+    char what[48];
+
+    return mb_parse_crts(
+        chain, ssock__tls_pair_what(what, sizeof what, pair, "certificate"),
+        src->cert_file, src->cert_mem, src->cert_len, err, errlen);
 }
 
-/* The private key (never encrypted). */
-static SSOCK__TLS_NODISCARD int mb_step_key(struct mb_cfg *c,
-                                            const ssock_tls_options *o,
-                                            char *err, size_t errlen)
+/* A private key (never encrypted). */
+static SSOCK__TLS_NODISCARD int
+mb_step_key(struct mb_cfg *c, mbedtls_pk_context *key, size_t pair,
+            const ssock_tls_cert *src, char *err, size_t errlen)
 {
-    size_t len = is_pem(o->key_mem) ? o->key_len + 1 : o->key_len;
-    char eb[200];
+    size_t len = is_pem(src->key_mem) ? src->key_len + 1 : src->key_len;
+    char eb[200], what[48];
     int ret;
 
+    (void)ssock__tls_pair_what(what, sizeof what, pair, "key");
 #if MBEDTLS_VERSION_MAJOR >= 3
-    ret = mbedtls_pk_parse_key(&c->key, o->key_mem, len, NULL, 0, mb_rng, c);
+    ret = mbedtls_pk_parse_key(key, src->key_mem, len, NULL, 0, mb_rng, c);
 #else
-    ret = mbedtls_pk_parse_key(&c->key, o->key_mem, len, NULL, 0);
+    (void)c;
+    ret = mbedtls_pk_parse_key(key, src->key_mem, len, NULL, 0);
 #endif
     if (ret == 0) {
         /* The same floor as OpenSSL's default security level (112 bits):
          * RSA >= 2048, EC >= 224 bits. */
-        size_t bits = mbedtls_pk_get_bitlen(&c->key);
-        int rsa = mbedtls_pk_can_do(&c->key, MBEDTLS_PK_RSA);
+        size_t bits = mbedtls_pk_get_bitlen(key);
+        int rsa = mbedtls_pk_can_do(key, MBEDTLS_PK_RSA);
         if ((rsa && bits < 2048) || (!rsa && bits < 224)) {
             mb_errf(err, errlen,
-                    "key '%s': %s key of %zu bits is too weak (at least %d)",
-                    label(o->key_file), rsa ? "RSA" : "EC", bits,
+                    "%s '%s': %s key of %zu bits is too weak (at least %d)",
+                    what, label(src->key_file), rsa ? "RSA" : "EC", bits,
                     rsa ? 2048 : 224);
             return SSOCK_ETLSCONFIG;
         }
@@ -484,33 +518,129 @@ static SSOCK__TLS_NODISCARD int mb_step_key(struct mb_cfg *c,
     }
     if (ret == MBEDTLS_ERR_PK_PASSWORD_REQUIRED)
         mb_errf(err, errlen,
-                "key '%s': encrypted private keys are not supported",
-                label(o->key_file));
+                "%s '%s': encrypted private keys are not supported", what,
+                label(src->key_file));
     else
-        mb_errf(err, errlen, "key '%s': %s", label(o->key_file),
+        mb_errf(err, errlen, "%s '%s': %s", what, label(src->key_file),
                 mb_strerror(ret, eb, sizeof eb));
     return ret == MBEDTLS_ERR_PK_ALLOC_FAILED ? SSOCK_ENOMEM : SSOCK_ECERTPARSE;
 }
 
 /* The key belongs to the leaf certificate. */
-static SSOCK__TLS_NODISCARD int mb_step_pair(struct mb_cfg *c,
-                                             const ssock_tls_options *o,
-                                             char *err, size_t errlen)
+static SSOCK__TLS_NODISCARD int
+mb_step_pair(struct mb_cfg *c, mbedtls_x509_crt *chain, mbedtls_pk_context *key,
+             size_t pair, const ssock_tls_cert *src, char *err, size_t errlen)
 {
-    char eb[200];
+    char eb[200], what[48];
     int ret;
 
 #if MBEDTLS_VERSION_MAJOR >= 3
-    ret = mbedtls_pk_check_pair(&c->chain.pk, &c->key, mb_rng, c);
+    ret = mbedtls_pk_check_pair(&chain->pk, key, mb_rng, c);
 #else
-    ret = mbedtls_pk_check_pair(&c->chain.pk, &c->key);
+    (void)c;
+    ret = mbedtls_pk_check_pair(&chain->pk, key);
 #endif
     if (ret == 0)
         return 0;
-    mb_errf(err, errlen, "key '%s' does not match certificate '%s': %s",
-            label(o->key_file), label(o->cert_file),
+    mb_errf(err, errlen, "%s '%s' does not match certificate '%s': %s",
+            ssock__tls_pair_what(what, sizeof what, pair, "key"),
+            label(src->key_file), label(src->cert_file),
             mb_strerror(ret, eb, sizeof eb));
     return SSOCK_EKEYMISMATCH;
+}
+
+/* One pair: chain, key, key match, dates. */
+static SSOCK__TLS_NODISCARD int
+mb_load_pair(struct mb_cfg *c, mbedtls_x509_crt *chain, mbedtls_pk_context *key,
+             size_t pair, const ssock_tls_cert *src, const ssock_tls_options *o,
+             char *err, size_t errlen)
+{
+    int rc = mb_step_chain(chain, pair, src, err, errlen);
+
+    if (rc == 0)
+        rc = mb_step_key(c, key, pair, src, err, errlen);
+    if (rc == 0)
+        rc = mb_step_pair(c, chain, key, pair, src, err, errlen);
+    if (rc == 0)
+        rc = mb_check_times(chain, o, pair, src->cert_file, err, errlen);
+    return rc;
+}
+
+/* The names of a leaf for SNI: its subjectAltName DNS names, else its
+ * subject's last CN. The number of names added, or SSOCK_ENOMEM. */
+static int mb_add_names(struct ssock__tls_sni *t, size_t pair,
+                        const mbedtls_x509_crt *leaf)
+{
+    const mbedtls_x509_sequence *san;
+    const mbedtls_x509_name *dn, *cn = NULL;
+    int dns = 0, added = 0, r;
+
+    for (san = &leaf->subject_alt_names; san != NULL; san = san->next) {
+        if (san->buf.p == NULL ||
+            (san->buf.tag & MBEDTLS_ASN1_TAG_CLASS_MASK) !=
+                MBEDTLS_ASN1_CONTEXT_SPECIFIC ||
+            (san->buf.tag & MBEDTLS_ASN1_TAG_VALUE_MASK) !=
+                MBEDTLS_X509_SAN_DNS_NAME)
+            continue;
+        dns = 1;
+        r = ssock__tls_sni_add(t, pair, san->buf.p, san->buf.len);
+        if (r < 0)
+            return r;
+        added += r;
+    }
+    if (dns)
+        return added;
+    for (dn = &leaf->subject; dn != NULL; dn = dn->next)
+        if (dn->oid.p != NULL &&
+            MBEDTLS_OID_CMP(MBEDTLS_OID_AT_CN, &dn->oid) == 0)
+            cn = dn;
+    if (cn == NULL)
+        return 0;
+    return ssock__tls_sni_add(t, pair, cn->val.p, cn->val.len);
+}
+
+/* The extra pairs (SNI), each checked like pair 0, and the names of every
+ * pair. Nothing to do without extra pairs. */
+static SSOCK__TLS_NODISCARD int mb_step_extra(struct mb_cfg *c,
+                                              const ssock_tls_options *o,
+                                              char *err, size_t errlen)
+{
+    int r;
+
+    if (o->extra_cert_count == 0)
+        return 0;
+    c->extra = calloc(o->extra_cert_count, sizeof *c->extra);
+    if (c->extra == NULL) {
+        mb_errf(err, errlen, "out of memory");
+        return SSOCK_ENOMEM;
+    }
+    for (size_t i = 0; i < o->extra_cert_count; i++) {
+        mbedtls_x509_crt_init(&c->extra[i].chain);
+        mbedtls_pk_init(&c->extra[i].key);
+        c->nextra = i + 1;
+        r = mb_load_pair(c, &c->extra[i].chain, &c->extra[i].key, i + 1,
+                         &o->extra_certs[i], o, err, errlen);
+        if (r != 0)
+            return r;
+    }
+    for (size_t p = 0; p <= c->nextra; p++) {
+        r = mb_add_names(&c->sni, p,
+                         p == 0 ? &c->chain : &c->extra[p - 1].chain);
+        if (r < 0) {
+            mb_errf(err, errlen, "out of memory");
+            return r;
+        }
+        if (r == 0 && p > 0) {
+            char what[48];
+
+            mb_warn(err, errlen,
+                    "%s '%s' has no usable DNS name (subjectAltName or CN): "
+                    "SNI never selects it",
+                    ssock__tls_pair_what(what, sizeof what, p, "certificate"),
+                    label(o->extra_certs[p - 1].cert_file));
+        }
+    }
+    return 0;
 }
 
 /* The CA bundle client certificates must chain to (optional). */
@@ -623,7 +753,7 @@ static SSOCK__TLS_NODISCARD int mb_step_alpn_sni(struct mb_cfg *c,
             return SSOCK_ETLSCONFIG;
         }
     }
-    mbedtls_ssl_conf_sni(&c->conf, mb_sni, NULL);
+    mbedtls_ssl_conf_sni(&c->conf, mb_sni, c);
     return 0;
 }
 
@@ -741,6 +871,7 @@ static int mb_config_new(const ssock_tls_options *o, void **bcfg, char *err,
                          size_t errlen)
 {
     struct mb_cfg *c = NULL;
+    ssock_tls_cert pair0;
     int rc;
 
     *bcfg = NULL;
@@ -777,16 +908,19 @@ static int mb_config_new(const ssock_tls_options *o, void **bcfg, char *err,
     mbedtls_x509_crt_init(&c->ca);
     mbedtls_entropy_init(&c->entropy);
     mbedtls_ctr_drbg_init(&c->drbg);
+    ssock__tls_sni_init(&c->sni);
+    pair0.cert_file = o->cert_file;
+    pair0.cert_mem = o->cert_mem;
+    pair0.cert_len = o->cert_len;
+    pair0.key_file = o->key_file;
+    pair0.key_mem = o->key_mem;
+    pair0.key_len = o->key_len;
 
     rc = mb_step_rng(c, err, errlen);
+    if (rc == 0) /* chain, key, key match, dates */
+        rc = mb_load_pair(c, &c->chain, &c->key, 0, &pair0, o, err, errlen);
     if (rc == 0)
-        rc = mb_step_chain(c, o, err, errlen);
-    if (rc == 0)
-        rc = mb_step_key(c, o, err, errlen);
-    if (rc == 0)
-        rc = mb_step_pair(c, o, err, errlen);
-    if (rc == 0)
-        rc = mb_check_times(&c->chain, o, err, errlen); /* dates */
+        rc = mb_step_extra(c, o, err, errlen); /* the same, SNI names */
     if (rc == 0)
         rc = mb_step_ca(c, o, err, errlen);
     if (rc == 0)

@@ -49,9 +49,19 @@
 #error "the ssock OpenSSL backend needs OpenSSL 3"
 #endif
 
+/* An extra certificate/key pair (SNI, ssock_tls_options.extra_certs). */
+struct os_pair {
+    X509 *leaf;
+    STACK_OF(X509) * rest; /* the chain after the leaf (may be empty) */
+    EVP_PKEY *pk;
+};
+
 struct os_cfg {
-    SSL_CTX *ctx;
-    unsigned char *alpn; /* wire format: length-prefixed names */
+    SSL_CTX *ctx;          /* with pair 0 as its certificate */
+    struct os_pair *extra; /* pairs 1..nextra, for SNI */
+    size_t nextra;
+    struct ssock__tls_sni sni; /* names of every pair (when nextra > 0) */
+    unsigned char *alpn;       /* wire format: length-prefixed names */
     unsigned int alpn_len;
     int verify;
     ssock_tls_keylog_fn keylog; /* NULL: off */
@@ -226,21 +236,24 @@ out:
     return rc;
 }
 
-static SSOCK__TLS_NODISCARD int os_parse_key(EVP_PKEY **outp,
-                                             const ssock_tls_options *o,
+/* The private key of pair `pair` (source `src`). */
+static SSOCK__TLS_NODISCARD int os_parse_key(EVP_PKEY **outp, size_t pair,
+                                             const ssock_tls_cert *src,
                                              char *err, size_t errlen)
 {
-    const unsigned char *data = o->key_mem;
+    const unsigned char *data = src->key_mem;
     EVP_PKEY *pk = NULL;
+    char what[48];
     int rc = 0;
 
     *outp = NULL;
-    if (o->key_len > LONG_MAX || o->key_len > INT_MAX) {
-        os_errf(err, errlen, "key '%s': too large", label(o->key_file));
+    (void)ssock__tls_pair_what(what, sizeof what, pair, "key");
+    if (src->key_len > LONG_MAX || src->key_len > INT_MAX) {
+        os_errf(err, errlen, "%s '%s': too large", what, label(src->key_file));
         return SSOCK_ECERTPARSE;
     }
     if (is_pem(data)) {
-        BIO *bio = BIO_new_mem_buf(data, (int)o->key_len);
+        BIO *bio = BIO_new_mem_buf(data, (int)src->key_len);
 
         if (bio == NULL) {
             os_errf(err, errlen, "out of memory");
@@ -251,10 +264,10 @@ static SSOCK__TLS_NODISCARD int os_parse_key(EVP_PKEY **outp,
     } else {
         const unsigned char *p = data;
 
-        pk = d2i_AutoPrivateKey(NULL, &p, (long)o->key_len);
+        pk = d2i_AutoPrivateKey(NULL, &p, (long)src->key_len);
     }
     if (pk == NULL) {
-        os_errf(err, errlen, "key '%s': ", label(o->key_file));
+        os_errf(err, errlen, "%s '%s': ", what, label(src->key_file));
         if (strstr((const char *)data, "ENCRYPTED") != NULL)
             os_append(err, errlen,
                       "encrypted private keys are not supported; ");
@@ -275,14 +288,16 @@ static void os_date(const ASN1_TIME *t, char *buf, size_t len)
         (void)snprintf(buf, len, "(unreadable date)");
 }
 
-/* Every certificate of our own chain must be within its dates. */
-static SSOCK__TLS_NODISCARD int os_check_times(STACK_OF(X509) * chain,
-                                               const ssock_tls_options *o,
-                                               char *err, size_t errlen)
+/* Every certificate of our own chain (pair `pair`'s, from cert_file) must
+ * be within its dates. */
+static SSOCK__TLS_NODISCARD int
+os_check_times(STACK_OF(X509) * chain, const ssock_tls_options *o, size_t pair,
+               const char *cert_file, char *err, size_t errlen)
 {
-    char date[32];
+    char date[32], what[48];
     int i;
 
+    (void)ssock__tls_pair_what(what, sizeof what, pair, "certificate");
     for (i = 0; i < sk_X509_num(chain); i++) {
         X509 *x = sk_X509_value(chain, i);
         const char *why;
@@ -298,15 +313,15 @@ static SSOCK__TLS_NODISCARD int os_check_times(STACK_OF(X509) * chain,
         }
         if (!o->allow_expired_cert) {
             os_errf(err, errlen,
-                    "certificate '%s' (#%d in chain) %s %s (set "
+                    "%s '%s' (#%d in chain) %s %s (set "
                     "allow_expired_cert to accept it)",
-                    label(o->cert_file), i, why, date);
+                    what, label(cert_file), i, why, date);
             return SSOCK_ECERTTIME;
         }
         os_append(err, errlen,
-                  "%scertificate '%s' (#%d in chain) %s %s (accepted: "
+                  "%s%s '%s' (#%d in chain) %s %s (accepted: "
                   "allow_expired_cert)",
-                  err[0] != '\0' ? "\n" : "", label(o->cert_file), i, why,
+                  err[0] != '\0' ? "\n" : "", what, label(cert_file), i, why,
                   date);
     }
     return 0;
@@ -469,22 +484,51 @@ static int os_verify_cb(int ok, X509_STORE_CTX *x)
     return ok;
 }
 
+/*
+ * SNI: remember the name the client asked for, and serve the pair it
+ * picks (ssock__tls_sni_pick). Pair 0 is the SSL_CTX's certificate, which
+ * every SSL starts with; another pair replaces it in this SSL only: every
+ * certificate slot is cleared first, so that an RSA pair 0 cannot stay
+ * next to an ECDSA pair (OpenSSL would choose between them by key type),
+ * then the pair's leaf, key and chain are set (reference counted, shared
+ * by all sessions). OpenSSL calls this during ClientHello processing,
+ * before the cipher suite (TLS 1.2) or the signature algorithm and
+ * certificate (TLS 1.3) are chosen, with or without a server_name
+ * extension; it has already refused a name with a NUL byte or longer than
+ * 255 bytes. A name that matches nothing gets pair 0.
+ */
 static int os_sni_cb(SSL *ssl, int *al, void *arg)
 {
     struct os_sess *s = SSL_get_app_data(ssl);
+    const struct os_cfg *c = arg;
     const char *name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+    const struct os_pair *p;
+    size_t n, pair;
 
-    (void)al;
-    (void)arg;
-    if (s != NULL && name != NULL && name[0] != '\0') {
-        size_t n = strlen(name);
+    if (s == NULL || name == NULL || name[0] == '\0')
+        return SSL_TLSEXT_ERR_OK;
+    n = strlen(name);
+    if (s->sni == NULL || strcmp(s->sni, name) != 0) {
         char *copy = malloc(n + 1);
 
-        if (copy == NULL)
+        if (copy == NULL) {
+            *al = SSL_AD_INTERNAL_ERROR;
             return SSL_TLSEXT_ERR_ALERT_FATAL;
+        }
         memcpy(copy, name, n + 1);
         free(s->sni);
         s->sni = copy;
+    }
+    if (c == NULL || c->nextra == 0)
+        return SSL_TLSEXT_ERR_OK;
+    pair = ssock__tls_sni_pick(&c->sni, name, n);
+    if (pair == 0 || pair > c->nextra)
+        return SSL_TLSEXT_ERR_OK;
+    p = &c->extra[pair - 1];
+    SSL_certs_clear(ssl);
+    if (SSL_use_cert_and_key(ssl, p->leaf, p->pk, p->rest, 1) != 1) {
+        *al = SSL_AD_INTERNAL_ERROR;
+        return SSL_TLSEXT_ERR_ALERT_FATAL;
     }
     return SSL_TLSEXT_ERR_OK;
 }
@@ -608,6 +652,13 @@ static void os_config_free(void *p)
     if (c == NULL)
         return;
     SSL_CTX_free(c->ctx);
+    for (size_t i = 0; c->extra != NULL && i < c->nextra; i++) {
+        X509_free(c->extra[i].leaf);
+        sk_X509_pop_free(c->extra[i].rest, X509_free);
+        EVP_PKEY_free(c->extra[i].pk);
+    }
+    free(c->extra);
+    ssock__tls_sni_free(&c->sni);
     free(c->alpn);
     free(c);
 }
@@ -655,6 +706,7 @@ static SSOCK__TLS_NODISCARD int os_setup_ctx(struct os_cfg *c,
     if (mode != SSL_VERIFY_NONE && c->verify_peer != NULL)
         SSL_CTX_set_cert_verify_callback(ctx, os_cert_verify_cb, c);
     SSL_CTX_set_tlsext_servername_callback(ctx, os_sni_cb);
+    SSL_CTX_set_tlsext_servername_arg(ctx, c);
     if (c->keylog != NULL) {
         if (!SSL_CTX_set_app_data(ctx, c)) {
             os_errf(err, errlen, "out of memory");
@@ -694,16 +746,163 @@ static SSOCK__TLS_NODISCARD int os_copy_alpn(struct os_cfg *c,
 
 /* The key belongs to the leaf certificate. */
 static SSOCK__TLS_NODISCARD int os_step_pair(X509 *leaf, EVP_PKEY *pk,
+                                             size_t pair,
+                                             const ssock_tls_cert *src,
+                                             char *err, size_t errlen)
+{
+    char what[48];
+
+    if (X509_check_private_key(leaf, pk) == 1)
+        return 0;
+    os_errf(err, errlen, "%s '%s' does not match certificate '%s': ",
+            ssock__tls_pair_what(what, sizeof what, pair, "key"),
+            label(src->key_file), label(src->cert_file));
+    os_drain(err, errlen, "key values mismatch");
+    return SSOCK_EKEYMISMATCH;
+}
+
+/* One pair: chain, key, key match, dates. */
+static SSOCK__TLS_NODISCARD int os_load_pair(STACK_OF(X509) * *chain,
+                                             EVP_PKEY **pk, size_t pair,
+                                             const ssock_tls_cert *src,
                                              const ssock_tls_options *o,
                                              char *err, size_t errlen)
 {
-    if (X509_check_private_key(leaf, pk) == 1)
+    char what[48];
+    int rc;
+
+    rc = os_parse_crts(
+        chain, ssock__tls_pair_what(what, sizeof what, pair, "certificate"),
+        src->cert_file, src->cert_mem, src->cert_len, err, errlen);
+    if (rc == 0 && sk_X509_num(*chain) == 0) {
+        os_errf(err, errlen, "%s '%s': no certificate found", what,
+                label(src->cert_file));
+        rc = SSOCK_ECERTPARSE;
+    }
+    if (rc == 0)
+        rc = os_parse_key(pk, pair, src, err, errlen);
+    if (rc == 0)
+        rc =
+            os_step_pair(sk_X509_value(*chain, 0), *pk, pair, src, err, errlen);
+    if (rc == 0)
+        rc = os_check_times(*chain, o, pair, src->cert_file, err, errlen);
+    return rc;
+}
+
+/* The names of a leaf for SNI: its subjectAltName DNS names, else its
+ * subject's last CN. The number of names added, or SSOCK_ENOMEM. */
+static int os_add_names(struct ssock__tls_sni *t, size_t pair, X509 *leaf)
+{
+    GENERAL_NAMES *gens =
+        X509_get_ext_d2i(leaf, NID_subject_alt_name, NULL, NULL);
+    X509_NAME *subject = X509_get_subject_name(leaf);
+    int dns = 0, added = 0, r = 0, idx = -1, last = -1;
+
+    for (int i = 0; gens != NULL && i < sk_GENERAL_NAME_num(gens); i++) {
+        const GENERAL_NAME *g = sk_GENERAL_NAME_value(gens, i);
+
+        if (g->type != GEN_DNS || g->d.dNSName == NULL)
+            continue;
+        dns = 1;
+        r = ssock__tls_sni_add(t, pair, ASN1_STRING_get0_data(g->d.dNSName),
+                               (size_t)ASN1_STRING_length(g->d.dNSName));
+        if (r < 0)
+            goto out;
+        added += r;
+    }
+    if (dns || subject == NULL)
+        goto out;
+    while ((idx = X509_NAME_get_index_by_NID(subject, NID_commonName, idx)) >=
+           0)
+        last = idx;
+    if (last >= 0) {
+        const ASN1_STRING *d =
+            X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subject, last));
+
+        if (d != NULL) {
+            r = ssock__tls_sni_add(t, pair, ASN1_STRING_get0_data(d),
+                                   (size_t)ASN1_STRING_length(d));
+            if (r > 0)
+                added += r;
+        }
+    }
+out:
+    GENERAL_NAMES_free(gens);
+    ERR_clear_error();
+    return r < 0 ? r : added;
+}
+
+/*
+ * The extra pairs (SNI), each checked like pair 0, then tried once on a
+ * scratch SSL exactly as os_sni_cb will set them, so that what OpenSSL
+ * refuses there (the security level's key size and signature rules, on
+ * the leaf and on the chain) is refused now; and the names of every pair.
+ * Nothing to do without extra pairs.
+ */
+static SSOCK__TLS_NODISCARD int os_step_extra(struct os_cfg *c, X509 *leaf0,
+                                              const ssock_tls_options *o,
+                                              char *err, size_t errlen)
+{
+    STACK_OF(X509) *chain = NULL;
+    EVP_PKEY *pk = NULL;
+    SSL *scratch = NULL;
+    char what[48];
+    int rc = 0, r;
+
+    if (o->extra_cert_count == 0)
         return 0;
-    os_errf(err, errlen,
-            "key '%s' does not match certificate '%s': ", label(o->key_file),
-            label(o->cert_file));
-    os_drain(err, errlen, "key values mismatch");
-    return SSOCK_EKEYMISMATCH;
+    c->extra = calloc(o->extra_cert_count, sizeof *c->extra);
+    scratch = c->extra != NULL ? SSL_new(c->ctx) : NULL;
+    if (scratch == NULL) {
+        os_errf(err, errlen, "out of memory");
+        rc = SSOCK_ENOMEM;
+        goto out;
+    }
+    for (size_t i = 0; i < o->extra_cert_count; i++) {
+        const ssock_tls_cert *src = &o->extra_certs[i];
+        struct os_pair *p = &c->extra[i];
+
+        rc = os_load_pair(&chain, &pk, i + 1, src, o, err, errlen);
+        if (rc != 0)
+            goto out;
+        p->leaf = sk_X509_shift(chain); /* the rest stays in order */
+        p->rest = chain;
+        p->pk = pk;
+        chain = NULL;
+        pk = NULL;
+        c->nextra = i + 1;
+        SSL_certs_clear(scratch);
+        if (SSL_use_cert_and_key(scratch, p->leaf, p->pk, p->rest, 1) != 1) {
+            os_errf(
+                err, errlen, "%s '%s' refused: ",
+                ssock__tls_pair_what(what, sizeof what, i + 1, "certificate"),
+                label(src->cert_file));
+            os_drain(err, errlen, "unknown reason");
+            rc = SSOCK_ETLSCONFIG;
+            goto out;
+        }
+    }
+    for (size_t p = 0; p <= c->nextra; p++) {
+        r = os_add_names(&c->sni, p, p == 0 ? leaf0 : c->extra[p - 1].leaf);
+        if (r < 0) {
+            os_errf(err, errlen, "out of memory");
+            rc = r;
+            goto out;
+        }
+        if (r == 0 && p > 0)
+            os_append(err, errlen,
+                      "%s%s '%s' has no usable DNS name (subjectAltName or "
+                      "CN): SNI never selects it",
+                      err[0] != '\0' ? "\n" : "",
+                      ssock__tls_pair_what(what, sizeof what, p, "certificate"),
+                      label(o->extra_certs[p - 1].cert_file));
+    }
+out:
+    SSL_free(scratch);
+    sk_X509_pop_free(chain, X509_free);
+    EVP_PKEY_free(pk);
+    ERR_clear_error();
+    return rc;
 }
 
 /* Our chain and key into the SSL_CTX (security level checks happen here). */
@@ -787,11 +986,18 @@ static int os_config_new(const ssock_tls_options *o, void **bcfg, char *err,
     STACK_OF(X509) *chain = NULL;
     EVP_PKEY *pk = NULL;
     struct os_cfg *c = NULL;
+    ssock_tls_cert pair0;
     int rc;
 
     *bcfg = NULL;
     err[0] = '\0';
     ERR_clear_error();
+    pair0.cert_file = o->cert_file;
+    pair0.cert_mem = o->cert_mem;
+    pair0.cert_len = o->cert_len;
+    pair0.key_file = o->key_file;
+    pair0.key_mem = o->key_mem;
+    pair0.key_len = o->key_len;
 #if defined(OPENSSL_NO_TLS1_3)
     if (o->min_version == SSOCK_TLS_VERSION_1_3) {
         os_errf(err, errlen, "this OpenSSL is built without TLS 1.3");
@@ -804,6 +1010,7 @@ static int os_config_new(const ssock_tls_options *o, void **bcfg, char *err,
         os_errf(err, errlen, "out of memory");
         return SSOCK_ENOMEM;
     }
+    ssock__tls_sni_init(&c->sni);
     c->verify = o->verify_client;
     c->keylog = o->keylog;
     c->keylog_arg = o->keylog_arg;
@@ -817,17 +1024,12 @@ static int os_config_new(const ssock_tls_options *o, void **bcfg, char *err,
         goto out;
     }
     rc = os_setup_ctx(c, o, err, errlen); /* versions, suites, verification */
-    if (rc == 0)                          /* chain */
-        rc = os_parse_crts(&chain, "certificate", o->cert_file, o->cert_mem,
-                           o->cert_len, err, errlen);
-    if (rc == 0) /* key */
-        rc = os_parse_key(&pk, o, err, errlen);
-    if (rc == 0)
-        rc = os_step_pair(sk_X509_value(chain, 0), pk, o, err, errlen);
-    if (rc == 0) /* dates */
-        rc = os_check_times(chain, o, err, errlen);
+    if (rc == 0)                          /* chain, key, key match, dates */
+        rc = os_load_pair(&chain, &pk, 0, &pair0, o, err, errlen);
     if (rc == 0)
         rc = os_step_own_cert(c, chain, pk, o, err, errlen);
+    if (rc == 0) /* the same for every extra pair, and the SNI names */
+        rc = os_step_extra(c, sk_X509_value(chain, 0), o, err, errlen);
     if (rc == 0)
         rc = os_step_ca(c, o, err, errlen);
     if (rc == 0)

@@ -174,6 +174,28 @@ typedef struct ssock_tls_peer {
  */
 typedef int (*ssock_tls_verify_fn)(const ssock_tls_peer *peer, void *arg);
 
+/** Largest accepted ssock_tls_options.extra_cert_count (a larger value is
+ * SSOCK_ETLSCONFIG): at most 1 + 64 certificate/key pairs per
+ * configuration. */
+#define SSOCK_TLS_MAX_EXTRA_CERTS 64
+
+/**
+ * One certificate chain (leaf first) and the private key of its leaf, for
+ * SNI selection (ssock_tls_options.extra_certs). Each of the two comes
+ * either from a file (`*_file`) or from memory (`*_mem` + `*_len`), never
+ * both, with the same formats and rules as cert_* / key_* in
+ * ssock_tls_options. Nothing it points to needs to outlive
+ * ssock_tls_config_new().
+ */
+typedef struct ssock_tls_cert {
+    const char *cert_file;
+    const void *cert_mem;
+    size_t cert_len;
+    const char *key_file;
+    const void *key_mem;
+    size_t key_len;
+} ssock_tls_cert;
+
 /**
  * Everything a TLS configuration is built from. Always fill it with
  * ssock_tls_options_init() first, then change fields. The init macro
@@ -289,12 +311,46 @@ typedef struct ssock_tls_options {
      * backend's verification alone decides. */
     ssock_tls_verify_fn verify_peer;
     void *verify_peer_arg;
+
+    /* ---- since 0.3 ---- */
+
+    /** More certificate/key pairs, for SNI (server name indication): an
+     * array of extra_cert_count pairs, in order after the pair of
+     * cert_* / key_* (pair 0). NULL / 0 (the default): one pair, which
+     * every client gets. Each pair is loaded and checked like pair 0
+     * (parse, key match, dates, key size); a failure names it, e.g.
+     * "extra_certs[1] certificate 'b.pem': ...". NULL with a count > 0, or
+     * a count above SSOCK_TLS_MAX_EXTRA_CERTS: SSOCK_ETLSCONFIG. Like
+     * everything here, read during ssock_tls_config_new() only. A pair
+     * none of whose names can ever match leaves a warning in
+     * ssock_tls_config_message().
+     *
+     * Selection, the same on both backends, TLS 1.2 and 1.3: a
+     * certificate's names are its subjectAltName DNS names, or its
+     * subject's (last) commonName when it has no DNS name in a
+     * subjectAltName. The name the client sends (ASCII case-insensitive;
+     * one trailing dot ignored; IDNA names compared as their "xn--" form)
+     * picks the first pair with a name equal to it, else the first pair
+     * with a wildcard name matching it. A wildcard is "*" as the whole
+     * left-most label, followed by at least two labels, and stands for
+     * exactly one non-empty label: "*.example.com" matches
+     * "a.example.com", not "a.b.example.com", "example.com" or
+     * ".example.com"; a "*" anywhere else never matches. No name, or a name
+     * that matches nothing, gets pair 0: a name never fails a handshake
+     * (but one with a NUL byte or longer than 255 bytes is refused by both
+     * backends, as before). The pair chosen is served as it is, RSA or
+     * ECDSA: a client that cannot use its key type fails the handshake
+     * (there is no fallback to another pair). ssock_socket_tls_sni()
+     * gives the name the client sent. */
+    const ssock_tls_cert *extra_certs;
+    size_t extra_cert_count;
 } ssock_tls_options;
 
 /** Fill `opts` with the defaults: default backend, no certificate, key or
  * CA, SSOCK_TLS_VERIFY_NONE, SSOCK_TLS_VERSION_1_2, no ALPN, default
  * handshake timeout and cap, allow_expired_cert 0, per-source cap and IPv6
- * source prefix 0 (their defaults), no key-log callback, no verify hook.
+ * source prefix 0 (their defaults), no key-log callback, no verify hook,
+ * no extra certificates (extra_certs NULL, extra_cert_count 0).
  * No-op on NULL. Use the macro; the function takes the size of the
  * caller's struct and fills only that much. */
 SSOCK_API void ssock_tls_options_init_sized(ssock_tls_options *opts,
@@ -631,9 +687,10 @@ SSOCK_API const char *ssock_socket_tls_cipher(const ssock_socket *sock);
 /** ALPN protocol selected, e.g. "h2"; NULL when none was negotiated. */
 SSOCK_API const char *ssock_socket_tls_alpn(const ssock_socket *sock);
 
-/** Host name the client asked for with SNI; NULL when it sent none. The
- * server presents its one certificate whatever the name; compare this
- * yourself if it matters. */
+/** Host name the client asked for with SNI, as it sent it (case and any
+ * trailing dot kept); NULL when it sent none. The certificate the server
+ * presented was chosen from it (see ssock_tls_options.extra_certs): pair 0
+ * when the name matched no other pair, or when there is only pair 0. */
 SSOCK_API const char *ssock_socket_tls_sni(const ssock_socket *sock);
 
 /**
