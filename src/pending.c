@@ -157,14 +157,14 @@ static void source_key(const ssock_socket *s, int prefix6,
                        unsigned char key[16])
 {
     memset(key, 0, 16);
-    if (s->tcp_peer.sa.sa_family == AF_INET) {
+    if (s->peer.sa.sa_family == AF_INET) {
         key[10] = key[11] = 0xff;
-        memcpy(key + 12, &s->tcp_peer.in4.sin_addr, 4);
+        memcpy(key + 12, &s->peer.in4.sin_addr, 4);
         return;
     }
-    if (s->tcp_peer.sa.sa_family != AF_INET6)
+    if (s->peer.sa.sa_family != AF_INET6)
         return; /* unknown: all such peers are one source */
-    const unsigned char *a = s->tcp_peer.in6.sin6_addr.s6_addr;
+    const unsigned char *a = s->peer.in6.sin6_addr.s6_addr;
     static const unsigned char mapped[12] = {0, 0, 0, 0, 0,    0,
                                              0, 0, 0, 0, 0xff, 0xff};
     if (memcmp(a, mapped, 12) == 0) {
@@ -255,16 +255,6 @@ static void link_entry(struct ssock__hs_set *hs, struct pend *p)
         at->next = p;
     else
         hs->head = p;
-    if (p->src != NULL) {
-        p->sprev = p->src->tail;
-        p->snext = NULL;
-        if (p->src->tail != NULL)
-            p->src->tail->snext = p;
-        else
-            p->src->head = p;
-        p->src->tail = p;
-        p->src->count++;
-    }
     hs->n++;
     count_changed(hs);
 }
@@ -404,9 +394,7 @@ static int proxy_step(ssock_server *srv, struct pend *p)
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
             return 1;
         if (n <= 0) {
-            proxy_refused(srv, p, &srv->n_proxy_malformed,
-                          n == 0 ? "connection closed before the header ended"
-                                 : "malformed header");
+            proxy_refused(srv, p, &srv->n_proxy_malformed, "malformed header");
             return -1;
         }
         size_t take = (size_t)n;
@@ -478,13 +466,15 @@ static int tls_step(ssock_server *srv, struct pend *p)
 }
 #endif
 
+static int join_source(ssock_server *srv, struct pend *p, int in_set);
+
 /* Advance one entry as far as it goes now. A finished connection leaves
  * the set for the ready queue. */
 static void advance(ssock_server *srv, struct pend *p)
 {
     if (p->stage == STAGE_PROXY) {
         int r = proxy_step(srv, p);
-        if (r != 0)
+        if (r != 0 || join_source(srv, p, 1) != 0)
             return;
 #if SSOCK_HAVE_TLS
         if (srv->tls == NULL) {
@@ -524,7 +514,7 @@ static void expire(ssock_server *srv, uint64_t now)
 /* Make room for a new connection from `src`: the source's own oldest goes
  * when the source is at its limit, the oldest of all when the set is
  * full. */
-static void make_room(ssock_server *srv, struct src *src)
+static void make_room(ssock_server *srv, struct src *src, struct pend *self)
 {
     struct ssock__hs_set *hs = srv->hs;
     /* A per-source limit as large as the set is the set's own limit. */
@@ -534,16 +524,56 @@ static void make_room(ssock_server *srv, struct src *src)
         atomic_fetch_add(&srv->n_hs_dropped, 1);
         drop_entry(srv, src->head, SSOCK_EVENT_HANDSHAKE_DROPPED, 0, NULL);
     }
-    if (hs->n >= hs->cap && hs->head != NULL) {
+    /* `self` is already in the set (a PROXY header just finished): the
+     * set is not growing. */
+    if (self == NULL && hs->n >= hs->cap && hs->head != NULL) {
         atomic_fetch_add(&srv->n_hs_dropped, 1);
         drop_entry(srv, hs->head, SSOCK_EVENT_HANDSHAKE_DROPPED, 0, NULL);
     }
+}
+
+/* Count the entry under its source (the client a PROXY header named, else
+ * the TCP peer), making room first: 0, or -1 when the entry is gone (no
+ * memory). */
+static int join_source(ssock_server *srv, struct pend *p, int in_set)
+{
+    struct ssock__hs_set *hs = srv->hs;
+    unsigned char key[16];
+    source_key(p->sock, hs->prefix6, key);
+    struct src *src = find_src(hs, key, 0);
+    make_room(srv, src, in_set ? p : NULL);
+    src = find_src(hs, key, 1);
+    if (src == NULL) {
+        atomic_fetch_add(&srv->n_hs_dropped, 1);
+        if (in_set) {
+            drop_entry(srv, p, SSOCK_EVENT_REFUSED, SSOCK_ENOMEM, NULL);
+        } else {
+            ssock__server_event(srv, SSOCK_EVENT_REFUSED, p->sock, SSOCK_ENOMEM,
+                                NULL);
+            ssock__socket_discard(p->sock);
+            free(p);
+        }
+        return -1;
+    }
+    p->src = src;
+    p->sprev = src->tail;
+    p->snext = NULL;
+    if (src->tail != NULL)
+        src->tail->snext = p;
+    else
+        src->head = p;
+    src->tail = p;
+    src->count++;
+    return 0;
 }
 
 /* Start a new connection: trust check, room, registration, first step. */
 static void start(ssock_server *srv, ssock_socket *sock)
 {
     struct ssock__hs_set *hs = srv->hs;
+    /* A configuration swapped in, even during this step, applies to every
+     * connection taken from the listener after the swap. */
+    take_new_config(srv);
     if (srv->proxy_mode != 0 &&
         !ssock__cidr_match(srv->proxy_trusted, &sock->tcp_peer.sa,
                            sock->tcp_peer.sa.sa_family == AF_INET
@@ -567,15 +597,6 @@ static void start(ssock_server *srv, ssock_socket *sock)
     }
 #endif
     struct pend *p = calloc(1, sizeof(*p));
-    unsigned char key[16];
-    source_key(sock, hs->prefix6, key);
-    struct src *src = p != NULL ? find_src(hs, key, 0) : NULL;
-    if (p != NULL)
-        make_room(srv, src);
-    if (p != NULL && (src = find_src(hs, key, 1)) == NULL) {
-        free(p);
-        p = NULL;
-    }
     if (p == NULL) {
         atomic_fetch_add(&srv->n_hs_dropped, 1);
         ssock__server_event(srv, SSOCK_EVENT_REFUSED, sock, SSOCK_ENOMEM, NULL);
@@ -583,9 +604,14 @@ static void start(ssock_server *srv, ssock_socket *sock)
         return;
     }
     p->sock = sock;
-    p->src = src;
     p->stage = srv->proxy_mode != 0 ? STAGE_PROXY : STAGE_TLS;
     p->deadline = ssock__deadline_in(hs->timeout_ms);
+    /* Behind a balancer every connection comes from it: the per-source
+     * limit applies once the header has named the client. */
+    if (p->stage == STAGE_PROXY)
+        make_room(srv, NULL, NULL);
+    else if (join_source(srv, p, 0) != 0)
+        return;
     link_entry(hs, p);
     int rc = set_events(srv, p, EPOLLIN);
     if (rc != 0) {

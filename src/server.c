@@ -365,7 +365,7 @@ static int check_listening(int fd)
     struct sockaddr_storage ss;
     socklen_t slen = sizeof(ss);
     if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &v, &len) != 0)
-        return errno == EBADF ? SSOCK_EINVAL : SSOCK_ENOTLISTENING;
+        return SSOCK_ENOTLISTENING; /* not a socket, or not open */
     if (v != SOCK_STREAM)
         return SSOCK_ENOTLISTENING;
     len = sizeof(v);
@@ -391,18 +391,21 @@ int ssock_server_open_fd(ssock_server **out, int fd,
         return SSOCK_EINVAL;
     if (opts != NULL) {
         rc = copy_options(&oc, opts);
-        if (rc != 0)
-            return rc;
+        if (rc == SSOCK_EINVAL)
+            return rc; /* not filled by ssock_server_options_init() */
     } else {
         ssock_server_options_init(&oc);
+        rc = 0;
     }
+    int lrc = check_listening(fd);
+    if (lrc != 0)
+        return lrc; /* not ours: left open */
+    /* From here on the descriptor is ours, whatever happens. */
     oc.port = 0; /* ignored: the socket is bound */
     oc.addr = NULL;
     oc.backlog = SSOCK_DEFAULT_BACKLOG;
-    rc = check_listening(fd);
-    if (rc != 0)
-        return rc;
-    rc = check_options(&oc);
+    if (rc == 0)
+        rc = check_options(&oc);
     if (rc == 0) {
         int fl = fcntl(fd, F_GETFL);
         if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) != 0 ||

@@ -84,11 +84,14 @@ static void destroy(ssock_socket *s)
  * leaves; whoever brings the count to zero on a freed socket frees it. The
  * caller must not touch `s` afterwards unless it still holds a count.
  */
-static void op_exit(ssock_socket *s)
+static void op_exit_as(ssock_socket *s, int may_release)
 {
     unsigned old = atomic_load(&s->ctl), nv;
     for (;;) {
-        if (old < 2 * SSOCK__CTL_BUSY && (old & SSOCK__CTL_CLOSED) &&
+        /* A close that holds the release back (non-blocking mode) still
+         * releases once the owner has freed the handle. */
+        if ((may_release || (old & SSOCK__CTL_FREED)) &&
+            old < 2 * SSOCK__CTL_BUSY && (old & SSOCK__CTL_CLOSED) &&
             !(old & SSOCK__CTL_RELEASED)) {
             /* We are the only one in: claim the release, then do it. */
             if (atomic_compare_exchange_weak(&s->ctl, &old,
@@ -104,6 +107,21 @@ static void op_exit(ssock_socket *s)
     }
     if (nv < SSOCK__CTL_BUSY && (nv & SSOCK__CTL_FREED))
         destroy(s);
+}
+
+static void op_exit(ssock_socket *s)
+{
+    op_exit_as(s, 1);
+}
+
+/* Leave after a call of the owner that returned `rc`. In non-blocking
+ * mode an event loop may be waiting on the descriptor in its own set: it
+ * is released only by a call that reports the close (SSOCK_ECLOSED), the
+ * next one that starts, or free, never on the way out of a call that
+ * succeeded, which would drop it from the loop's set unseen. */
+static void op_done(ssock_socket *s, int rc)
+{
+    op_exit_as(s, rc == SSOCK_ECLOSED || !atomic_load(&s->nonblocking));
 }
 
 /* The status of a socket that can no longer do I/O, or 0. */
@@ -354,7 +372,7 @@ int ssock_socket_set_nonblocking(ssock_socket *s, int on)
     }
     s->nonblocking = on != 0;
     s->want = 0;
-    op_exit(s);
+    op_done(s, 0);
     return 0;
 }
 
@@ -383,7 +401,7 @@ int ssock_socket_flush(ssock_socket *s)
     if (rc != 0)
         rc = io_status(s, rc);
     nb_after(s, rc, 0);
-    op_exit(s);
+    op_done(s, rc);
     return rc;
 }
 
@@ -432,7 +450,7 @@ int ssock_socket_read(ssock_socket *s, void *buf, size_t len, size_t *nread)
         rc = io_status(s, rc);
     }
     nb_after(s, rc, rc == 0);
-    op_exit(s);
+    op_done(s, rc);
     return rc;
 }
 
@@ -451,7 +469,7 @@ int ssock_socket_write(ssock_socket *s, const void *buf, size_t len,
     if (rc != 0)
         rc = io_status(s, rc);
     nb_after(s, rc, 0);
-    op_exit(s);
+    op_done(s, rc);
     if (nwritten != NULL)
         *nwritten = done;
     return rc;
@@ -470,7 +488,7 @@ int ssock_socket_shutdown_write(ssock_socket *s)
     if (rc != 0)
         rc = io_status(s, rc);
     nb_after(s, rc, 0);
-    op_exit(s);
+    op_done(s, rc);
     return rc;
 }
 
@@ -484,7 +502,7 @@ size_t ssock_socket_pending(const ssock_socket *cs)
     if (op_enter(s) != 0)
         return 0;
     size_t n = s->ops->pending(s);
-    op_exit(s);
+    op_done(s, 0);
     return n;
 }
 
@@ -508,6 +526,16 @@ int ssock_socket_close(ssock_socket *s)
     } else if (!atomic_load(&s->srv_closed)) {
         /* Alone: calls that start now see the socket closed and leave. */
         s->ops->goodbye(s);
+    }
+    if (atomic_load(&s->nonblocking)) {
+        /* An event loop may be waiting on the descriptor in its own
+         * epoll/poll, outside any call of ours: closing the descriptor
+         * would drop it from that set silently. Shut the connection down
+         * (the loop wakes: readable, hang-up) and leave the release to
+         * the owner's next call or free. */
+        s->sys->shutdown(s->fd, SHUT_RDWR);
+        op_exit_as(s, 0);
+        return 0;
     }
     op_exit(s); /* the last one out releases (and frees, after free) */
     return 0;
@@ -726,7 +754,7 @@ static int fetch_local(ssock_socket *s)
         rc = -errno;
     else
         s->local_len = len;
-    op_exit(s);
+    op_done(s, rc);
     return rc;
 }
 

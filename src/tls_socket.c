@@ -44,11 +44,18 @@ struct tls_conn {
      * until it goes out; NULL when none. */
     unsigned char *q;
     size_t qlen, qoff;
-    int eof;        /* 0, or SSOCK_EOF / SSOCK_ETRUNCATED: every later
-                       read returns it */
-    int wbroken;    /* a write failed part way: no more writes */
-    int recv_left;  /* of the current backend call's budget */
-    int have_facts; /* `facts` was filled when the handshake finished */
+    /* Non-blocking mode: encrypted bytes the backend has "sent" that the
+     * kernel has not taken yet (alerts, records, close_notify), pushed by
+     * every later call; NULL when none. The backends never see a send
+     * refused while this has room, so nothing stays stuck inside them. */
+    unsigned char *ob;
+    size_t olen, ooff, ocap;
+    int notify_sent; /* non-blocking shutdown_write: close_notify made */
+    int eof;         /* 0, or SSOCK_EOF / SSOCK_ETRUNCATED: every later
+                        read returns it */
+    int wbroken;     /* a write failed part way: no more writes */
+    int recv_left;   /* of the current backend call's budget */
+    int have_facts;  /* `facts` was filled when the handshake finished */
     struct ssock__tls_info facts;
     char *facts_buf;                /* strings and DER of `facts` */
     const unsigned char **peer_der; /* facts.peer_der */
@@ -56,14 +63,96 @@ struct tls_conn {
     char error[256]; /* backend text of the last failure, or "" */
 };
 
+/* Most encrypted bytes kept for the kernel in non-blocking mode: a whole
+ * record of the largest size with room for alerts around it. */
+#define OUT_MAX (2 * 16384 + 1024)
+
+static void set_queued(ssock_socket *s)
+{
+    struct tls_conn *c = s->tls;
+    s->queued = c->q != NULL || c->ob != NULL;
+}
+
+/* Send what the out buffer holds: 0 (now empty), SSOCK__TLS_WANT_WRITE
+ * (the kernel is full), or -errno. */
+static int out_push(ssock_socket *s)
+{
+    struct tls_conn *c = s->tls;
+    while (c->ob != NULL && c->ooff < c->olen) {
+        ssize_t n = s->sys->send(s->fd, c->ob + c->ooff, c->olen - c->ooff,
+                                 MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n > 0) {
+            c->ooff += (size_t)n;
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return SSOCK__TLS_WANT_WRITE;
+        return n < 0 ? -errno : -EPIPE;
+    }
+    free(c->ob);
+    c->ob = NULL;
+    c->olen = c->ooff = c->ocap = 0;
+    set_queued(s);
+    return 0;
+}
+
+static int out_append(ssock_socket *s, const void *buf, size_t len)
+{
+    struct tls_conn *c = s->tls;
+    if (c->ob != NULL && c->ooff > 0) {
+        memmove(c->ob, c->ob + c->ooff, c->olen - c->ooff);
+        c->olen -= c->ooff;
+        c->ooff = 0;
+    }
+    if (c->olen + len > c->ocap) {
+        size_t cap = c->olen + len;
+        unsigned char *b = realloc(c->ob, cap);
+        if (b == NULL)
+            return -1;
+        c->ob = b;
+        c->ocap = cap;
+    }
+    memcpy(c->ob + c->olen, buf, len);
+    c->olen += len;
+    set_queued(s);
+    return 0;
+}
+
 static ssize_t io_send(void *ctx, const void *buf, size_t len)
 {
     ssock_socket *s = ctx;
-    ssize_t n;
-    do {
-        n = s->sys->send(s->fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT);
-    } while (n < 0 && errno == EINTR);
-    return n;
+    struct tls_conn *c = s->tls;
+    ssize_t n = 0;
+    if (s->nonblocking && c->ob != NULL) {
+        int r = out_push(s);
+        if (r < 0) {
+            errno = -r;
+            return -1;
+        }
+    }
+    if (c->ob == NULL) {
+        do {
+            n = s->sys->send(s->fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+        } while (n < 0 && errno == EINTR);
+        if (!s->nonblocking || (size_t)n == len)
+            return n;
+        if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
+            return -1;
+        if (n < 0)
+            n = 0;
+    }
+    /* Non-blocking: keep the rest for the kernel and report it sent. */
+    size_t rest = len - (size_t)n;
+    if (c->olen - c->ooff + rest > OUT_MAX ||
+        out_append(s, (const char *)buf + n, rest) != 0) {
+        if (n > 0)
+            return n;
+        errno = EAGAIN;
+        return -1;
+    }
+    return (ssize_t)len;
 }
 
 static ssize_t io_recv(void *ctx, void *buf, size_t len)
@@ -139,7 +228,7 @@ static int flush_queue(ssock_socket *s)
             free(c->q);
             c->q = NULL;
             c->qlen = c->qoff = 0;
-            s->queued = 0;
+            set_queued(s);
         }
     }
     return 0;
@@ -149,6 +238,8 @@ static int tls_read_nb(ssock_socket *s, void *buf, size_t len, size_t *n)
 {
     struct tls_conn *c = s->tls;
     /* Reads push queued output too (errors show on the next write). */
+    if (c->ob != NULL && !c->wbroken)
+        (void)out_push(s);
     if (c->q != NULL && !c->wbroken)
         (void)flush_queue(s);
     c->recv_left = RECV_BUDGET;
@@ -156,7 +247,11 @@ static int tls_read_nb(ssock_socket *s, void *buf, size_t len, size_t *n)
     if (rc == SSOCK_EOF || rc == SSOCK_ETRUNCATED)
         c->eof = rc;
     if (is_want(rc))
-        return ssock__nb_read_blocked(s, want_of(rc));
+        /* Output still queued needs a writable descriptor first: a loop
+         * waiting for input might otherwise wait for a peer that waits for
+         * that output. */
+        return ssock__nb_read_blocked(
+            s, c->q != NULL || c->ob != NULL ? SSOCK_WANT_WRITE : want_of(rc));
     if (rc < 0 && rc != SSOCK_EOF)
         keep_error(c);
     return rc;
@@ -211,22 +306,33 @@ static int write_blocked(ssock_socket *s, int want_rc, int progressed)
 {
     struct tls_conn *c = s->tls;
     int rc = ssock__nb_write_blocked(s, want_of(want_rc), progressed);
-    if (rc == SSOCK_ETIMEOUT && c->q != NULL)
+    if (rc == SSOCK_ETIMEOUT && (c->q != NULL || c->ob != NULL))
         c->wbroken = 1;
     return rc;
 }
 
+/* Push everything queued: the out buffer, then the record the backend
+ * holds (which refills the out buffer), then the out buffer again. */
 static int tls_flush(ssock_socket *s)
 {
     struct tls_conn *c = s->tls;
-    if (c->q == NULL)
+    if (c->q == NULL && c->ob == NULL)
         return 0;
     if (c->wbroken)
         return SSOCK_EBROKEN;
-    size_t before = c->qoff;
-    int rc = flush_queue(s);
+    size_t before = c->qoff + c->ooff;
+    int rc = out_push(s);
+    if (rc == 0 && c->q != NULL) {
+        if (c->wbroken)
+            return SSOCK_EBROKEN;
+        rc = flush_queue(s);
+        if (rc == 0)
+            rc = out_push(s);
+    }
     if (is_want(rc))
-        return write_blocked(s, rc, c->qoff != before);
+        return write_blocked(s, rc, c->qoff + c->ooff != before);
+    if (rc < 0)
+        c->wbroken = 1;
     return rc;
 }
 
@@ -246,6 +352,12 @@ static int tls_write_nb(ssock_socket *s, const char *buf, size_t len,
         rc = c->be->write(c->sess, buf + done, chunk, &n);
         if (rc == 0) {
             done += n;
+            if (c->ob != NULL) {
+                /* The kernel is full: what is taken waits in the out
+                 * buffer; take no more until it drains. */
+                rc = write_blocked(s, SSOCK__TLS_WANT_WRITE, 1);
+                break;
+            }
             continue;
         }
         if (!is_want(rc)) {
@@ -265,7 +377,7 @@ static int tls_write_nb(ssock_socket *s, const char *buf, size_t len,
         memcpy(c->q, buf + done, chunk);
         c->qlen = chunk;
         c->qoff = 0;
-        s->queued = 1;
+        set_queued(s);
         done += chunk;
         rc = write_blocked(s, rc, done > 0);
         break;
@@ -286,10 +398,15 @@ static int tls_write(ssock_socket *s, const char *buf, size_t len,
     }
     if (s->nonblocking)
         return tls_write_nb(s, buf, len, nwritten);
-    if (c->q != NULL) {
-        /* Back in blocking mode with a record queued: out with it first. */
+    if (c->q != NULL || c->ob != NULL) {
+        /* Back in blocking mode with bytes queued: out with them first. */
         for (;;) {
-            rc = flush_queue(s);
+            rc = out_push(s);
+            if (rc == 0 && c->q != NULL) {
+                rc = flush_queue(s);
+                if (rc == 0)
+                    rc = out_push(s);
+            }
             if (!is_want(rc))
                 break;
             rc = wait_more(s, want_events(rc),
@@ -357,7 +474,7 @@ static int tls_shutdown_write(ssock_socket *s)
         return SSOCK_EBROKEN;
     if (s->nonblocking) {
         int rc = tls_flush(s);
-        if (rc != 0)
+        if (rc != 0 || c->notify_sent)
             return rc;
         c->recv_left = RECV_BUDGET;
         rc = c->be->close_notify(c->sess);
@@ -366,8 +483,10 @@ static int tls_shutdown_write(ssock_socket *s)
         if (rc != 0) {
             c->wbroken = 1;
             keep_error(c);
+            return rc;
         }
-        return rc;
+        c->notify_sent = 1;
+        return tls_flush(s); /* 0 only once it has left */
     }
     int rc = send_close_notify(s, ssock__deadline_in(s->write_timeout_ms), 0);
     if (rc != 0) {
@@ -385,8 +504,11 @@ static void tls_goodbye(ssock_socket *s)
         return;
     if (s->nonblocking) {
         /* Never wait: what the kernel takes now, and nothing more. */
-        if (flush_queue(s) == 0)
+        if (out_push(s) == 0 && flush_queue(s) == 0 && out_push(s) == 0 &&
+            !c->notify_sent) {
             (void)send_close_notify(s, ssock__now_ns(), 1);
+            (void)out_push(s);
+        }
         return;
     }
     if (c->q != NULL)
@@ -479,6 +601,9 @@ static void tls_release(ssock_socket *s)
     c->sess = NULL;
     free(c->q);
     c->q = NULL;
+    free(c->ob);
+    c->ob = NULL;
+    c->olen = c->ooff = c->ocap = 0;
     s->queued = 0;
     ssock__tls_config_unref(c->cfg);
     c->cfg = NULL;
