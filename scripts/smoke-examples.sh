@@ -153,6 +153,35 @@ read -r -t 10 -n 1 r <&3 || true
 exec 3>&-
 stop_server "ssock-echo --max-conns 1"
 
+# Event mode: two workers, 20 plain clients x 1 MiB, then one TLS echo
+# through openssl s_client.
+out=$tmp/event.out
+start "$out" "$echo_bin" --event --workers 2 --port 0 --addr 127.0.0.1 --timeout 500
+cpids=()
+for i in $(seq 1 20); do
+  socat -t 10 -T 30 - "TCP:127.0.0.1:$port" <"$tmp/blob" >"$tmp/eblob.$i" &
+  cpids+=($!)
+done
+same=0
+for i in $(seq 1 20); do
+  wait "${cpids[$((i - 1))]}" || true
+  cmp -s "$tmp/blob" "$tmp/eblob.$i" && same=$((same + 1))
+done
+((same == 20)) && ok "--event --workers 2: 20 clients x 1 MiB echoed intact" ||
+  bad "--event --workers 2: only $same of 20 clients got their bytes back"
+stop_server "ssock-echo --event --workers 2"
+if "$echo_bin" --help 2>/dev/null | grep -q -- '--tls'; then
+  out=$tmp/event-tls.out
+  start "$out" "$echo_bin" --event --workers 2 --tls --port 0 --addr 127.0.0.1
+  wait_s=1
+  ((${#launch[@]} == 0)) || wait_s=5
+  reply=$( (printf 'event tls'; sleep "$wait_s") | timeout 30 openssl s_client -quiet -no_ign_eof \
+    -connect "127.0.0.1:$port" -CAfile certs/ca.pem -servername localhost 2>/dev/null)
+  [[ $reply == "event tls" ]] && ok "--event --tls echoes through openssl s_client" ||
+    bad "--event --tls: got '$reply'"
+  stop_server "ssock-echo --event --tls"
+fi
+
 # IPv6, when the machine has it.
 if grep -qs '00000000000000000000000000000001' /proc/net/if_inet6; then
   out=$tmp/v6.out
