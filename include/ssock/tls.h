@@ -402,9 +402,10 @@ typedef struct ssock_tls_config ssock_tls_config;
  *           min_version value; certificate or key missing, or given both as
  *           file and memory; memory pointer NULL or length 0; verification
  *           asked without a CA; ALPN entry NULL, empty or longer than 255
- *           bytes, or alpn NULL with alpn_count > 0; a certificate the
- *           backend refuses to use, e.g. a key too weak for its security
- *           level);
+ *           bytes, or alpn NULL with alpn_count > 0; extra_certs NULL
+ *           with extra_cert_count > 0, or extra_cert_count above
+ *           SSOCK_TLS_MAX_EXTRA_CERTS; a certificate the backend refuses to
+ *           use, e.g. a key too weak for its security level);
  *         SSOCK_EVERSION (min_version the backend does not have: TLS 1.3 on
  *           mbedTLS 2.28);
  *         SSOCK_EFILE (a file cannot be opened or read, is not a regular
