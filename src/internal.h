@@ -235,8 +235,8 @@ struct ssock_socket {
     char *proxy_tlvs; /* ALPN, AUTHORITY, UNIQUE_ID values, or NULL */
     size_t tlv_len[3];
     size_t tlv_off[3];
-    /* Non-blocking mode (owner's thread only). */
-    int nonblocking;
+    /* Non-blocking mode (owner's thread only; read by a closing one). */
+    atomic_int nonblocking;
     int want;                   /* SSOCK_WANT_* after SSOCK_EAGAIN */
     int queued;                 /* output queued inside the library (TLS) */
     uint64_t read_idle_since;   /* ns: last read progress */

@@ -78,7 +78,11 @@ struct src {
 struct ssock__hs_set {
     int cap, per_source, prefix6, timeout_ms;
     int n;
-    atomic_int in_flight;     /* n + ready, for other threads */
+    atomic_int in_flight; /* n + ready, for other threads */
+    /* The earliest deadline (1: a connection is ready; 0: none), kept by
+     * the accepting thread after each step so that the loop's thread can
+     * ask while a close from another thread empties the set. */
+    atomic_ullong next_deadline;
     struct pend *head, *tail; /* earliest deadline first */
     struct src **bucket;
     size_t nbucket, nsrc;
@@ -139,6 +143,7 @@ int ssock__hs_open(ssock_server *srv)
         return SSOCK_ENOMEM;
     }
     atomic_init(&hs->in_flight, 0);
+    atomic_init(&hs->next_deadline, 0);
     apply_limits(srv, hs);
     srv->hs = hs;
     return 0;
@@ -643,8 +648,30 @@ static int take_new(ssock_server *srv, ssock__deadline d)
     return 0;
 }
 
+static void note_deadline(struct ssock__hs_set *hs)
+{
+    ssock__deadline d = 0;
+    if (hs->ready_head != NULL)
+        d = 1; /* long past: no need to wait */
+    else if (hs->head != NULL)
+        d = hs->head->deadline;
+    atomic_store(&hs->next_deadline, d);
+}
+
+static int pending_step_inner(ssock_server *srv, ssock__deadline d,
+                              ssock_socket **out);
+
+/* One step, then the earliest deadline noted for other threads. */
 static int pending_step(ssock_server *srv, ssock__deadline d,
                         ssock_socket **out)
+{
+    int rc = pending_step_inner(srv, d, out);
+    note_deadline(srv->hs);
+    return rc;
+}
+
+static int pending_step_inner(ssock_server *srv, ssock__deadline d,
+                              ssock_socket **out)
 {
     struct ssock__hs_set *hs = srv->hs;
     struct epoll_event ev[STEP_EVENTS];
@@ -691,10 +718,7 @@ static int pending_wait_fd(const ssock_server *srv)
 
 static ssock__deadline pending_next_deadline(const ssock_server *srv)
 {
-    const struct ssock__hs_set *hs = srv->hs;
-    if (hs->ready_head != NULL)
-        return 1; /* long past: no need to wait */
-    return hs->head != NULL ? hs->head->deadline : 0;
+    return atomic_load(&srv->hs->next_deadline);
 }
 
 static int pending_count(const ssock_server *srv)
@@ -712,6 +736,7 @@ static void pending_close(ssock_server *srv)
         drop_entry(srv, hs->head, SSOCK_EVENT_HANDSHAKE_DROPPED, SSOCK_ECLOSED,
                    NULL);
     }
+    atomic_store(&hs->next_deadline, 0);
     ssock_socket *s;
     while ((s = pop_ready(hs)) != NULL) {
         atomic_fetch_add(&srv->n_hs_dropped, 1);

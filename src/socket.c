@@ -138,8 +138,12 @@ static int op_enter(ssock_socket *s)
 {
     unsigned old = atomic_fetch_add(&s->ctl, SSOCK__CTL_BUSY);
     int rc = (old & SSOCK__CTL_CLOSED) ? SSOCK_ECLOSED : ssock__socket_dead(s);
+    /* Non-blocking: the descriptor may sit in the owner's own loop set;
+     * only free (or a call that reports the close from inside) releases
+     * it, not every call that finds the socket closed (pending() and the
+     * address getters report nothing). */
     if (rc != 0)
-        op_exit(s);
+        op_exit_as(s, !atomic_load(&s->nonblocking));
     return rc;
 }
 

@@ -850,9 +850,10 @@ SSOCK_API const void *ssock_socket_proxy_tlv(const ssock_socket *sock, int type,
  *    (the TLS close_notify is sent only if the kernel takes it at once).
  *    A close from another thread shuts the connection down at once, so the
  *    descriptor polls readable and hung up and a loop waiting on it wakes;
- *    the descriptor itself stays reserved until the owner's next call on
- *    the socket (which returns SSOCK_ECLOSED) or ssock_socket_free(), so
- *    it never vanishes from the loop's epoll/poll set unseen.
+ *    the descriptor itself stays reserved (at the latest) until
+ *    ssock_socket_free(), so it never vanishes from the loop's epoll/poll
+ *    set unseen: remove it from the set when a call returns SSOCK_ECLOSED,
+ *    then free the socket.
  * Switching back to blocking mode is allowed at any time.
  * @return 0; SSOCK_EINVAL (NULL); SSOCK_ECLOSED; SSOCK_ESERVERCLOSED.
  */
