@@ -237,9 +237,10 @@ struct ssock_socket {
     size_t tlv_off[3];
     /* Non-blocking mode (owner's thread only; read by a closing one). */
     atomic_int nonblocking;
-    int want;                   /* SSOCK_WANT_* after SSOCK_EAGAIN */
-    int queued;                 /* output queued inside the library (TLS) */
-    uint64_t read_idle_since;   /* ns: last read progress */
+    int want;                 /* SSOCK_WANT_* after SSOCK_EAGAIN */
+    atomic_int queued;        /* output queued inside the library (TLS); read by
+                                 ssock_socket_want() while a close may write it */
+    uint64_t read_idle_since; /* ns: last read progress */
     uint64_t write_stall_since; /* ns: a write blocked with no progress, 0 */
     char peer_host[SSOCK_HOST_MAX]; /* formatted on first use */
     char tcp_peer_host[SSOCK_HOST_MAX];
