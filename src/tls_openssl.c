@@ -1076,6 +1076,11 @@ static int os_session_new(void *bcfg, const struct ssock__tls_io *io,
     SSL_set_bio(s->ssl, bio, bio); /* the SSL owns the BIO now */
     SSL_set_app_data(s->ssl, s);
     SSL_set_accept_state(s->ssl);
+    /* During the handshake, take whatever the client's flight has queued
+     * in one recv() instead of a header and a body per record (about 16
+     * system calls per handshake down to 5, as nginx does); turned off
+     * when the handshake ends (os_handshake). */
+    SSL_set_read_ahead(s->ssl, 1);
     *sessp = s;
     return 0;
 }
@@ -1138,6 +1143,18 @@ static int os_handshake(void *p)
     r = SSL_do_handshake(s->ssl);
     if (r == 1) {
         s->hs_done = 1;
+        /* From now on a read takes one record at a time, so bytes the
+         * library holds are always decrypted ones (SSL_pending()), which
+         * ssock_socket_pending() reports. Records read ahead with the
+         * client's Finished are decrypted now, for the same reason. */
+        SSL_set_read_ahead(s->ssl, 0);
+        if (SSL_has_pending(s->ssl)) {
+            unsigned char b;
+            size_t got = 0;
+            s->io_errno = 0;
+            (void)SSL_peek_ex(s->ssl, &b, 1, &got);
+            ERR_clear_error();
+        }
         return 0;
     }
     return os_result(s, r);

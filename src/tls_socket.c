@@ -33,6 +33,11 @@
 /* recv() calls one backend call may make before it is sent back to the
  * loop. A record takes two (header, body); a client flight a handful. */
 #define RECV_BUDGET 64
+/* Bytes one backend call may receive: two records of the largest size.
+ * With read-ahead (OpenSSL during the handshake) one recv() can bring a
+ * whole buffer of tiny records; this keeps the work of one call bounded in
+ * bytes as well as in calls. */
+#define RECV_BYTES_BUDGET (2 * (16384 + 2048))
 
 struct tls_conn {
     struct ssock__tls_io io;
@@ -55,7 +60,8 @@ struct tls_conn {
                         read returns it */
     int wbroken;     /* a write failed part way: no more writes */
     int recv_left;   /* of the current backend call's budget */
-    int have_facts;  /* `facts` was filled when the handshake finished */
+    size_t recv_bytes_left;
+    int have_facts; /* `facts` was filled when the handshake finished */
     struct ssock__tls_info facts;
     char *facts_buf;                /* strings and DER of `facts` */
     const unsigned char **peer_der; /* facts.peer_der */
@@ -155,19 +161,29 @@ static ssize_t io_send(void *ctx, const void *buf, size_t len)
     return (ssize_t)len;
 }
 
+static void budget(struct tls_conn *c)
+{
+    c->recv_left = RECV_BUDGET;
+    c->recv_bytes_left = RECV_BYTES_BUDGET;
+}
+
 static ssize_t io_recv(void *ctx, void *buf, size_t len)
 {
     ssock_socket *s = ctx;
     struct tls_conn *c = s->tls;
-    if (c->recv_left <= 0) {
+    if (c->recv_left <= 0 || c->recv_bytes_left == 0) {
         errno = EAGAIN;
         return -1;
     }
     c->recv_left--;
+    if (len > c->recv_bytes_left)
+        len = c->recv_bytes_left;
     ssize_t n;
     do {
         n = s->sys->recv(s->fd, buf, len, MSG_DONTWAIT);
     } while (n < 0 && errno == EINTR);
+    if (n > 0)
+        c->recv_bytes_left -= (size_t)n;
     return n;
 }
 
@@ -214,7 +230,7 @@ static int flush_queue(ssock_socket *s)
     struct tls_conn *c = s->tls;
     while (c->q != NULL) {
         size_t n = 0;
-        c->recv_left = RECV_BUDGET;
+        budget(c);
         int rc = c->be->write(c->sess, c->q + c->qoff, c->qlen - c->qoff, &n);
         if (is_want(rc))
             return rc;
@@ -242,7 +258,7 @@ static int tls_read_nb(ssock_socket *s, void *buf, size_t len, size_t *n)
         (void)out_push(s);
     if (c->q != NULL && !c->wbroken)
         (void)flush_queue(s);
-    c->recv_left = RECV_BUDGET;
+    budget(c);
     int rc = c->be->read(c->sess, buf, len, n);
     if (rc == SSOCK_EOF || rc == SSOCK_ETRUNCATED)
         c->eof = rc;
@@ -267,7 +283,7 @@ static int tls_read(ssock_socket *s, void *buf, size_t len, size_t *n)
     if (s->nonblocking)
         return tls_read_nb(s, buf, len, n);
     for (;;) {
-        c->recv_left = RECV_BUDGET;
+        budget(c);
         int rc = c->be->read(c->sess, buf, len, n);
         if (rc == SSOCK_EOF || rc == SSOCK_ETRUNCATED)
             c->eof = rc;
@@ -348,7 +364,7 @@ static int tls_write_nb(ssock_socket *s, const char *buf, size_t len,
     }
     while (done < len) {
         size_t n = 0, chunk = len - done < NB_CHUNK ? len - done : NB_CHUNK;
-        c->recv_left = RECV_BUDGET;
+        budget(c);
         rc = c->be->write(c->sess, buf + done, chunk, &n);
         if (rc == 0) {
             done += n;
@@ -423,7 +439,7 @@ static int tls_write(ssock_socket *s, const char *buf, size_t len,
     }
     while (done < len) {
         size_t n = 0;
-        c->recv_left = RECV_BUDGET;
+        budget(c);
         rc = c->be->write(c->sess, buf + done, len - done, &n);
         if (rc == 0) {
             done += n;
@@ -452,7 +468,7 @@ static int send_close_notify(ssock_socket *s, ssock__deadline d, int closing)
 {
     struct tls_conn *c = s->tls;
     for (;;) {
-        c->recv_left = RECV_BUDGET;
+        budget(c);
         int rc = c->be->close_notify(c->sess);
         if (!is_want(rc))
             return rc;
@@ -476,7 +492,7 @@ static int tls_shutdown_write(ssock_socket *s)
         int rc = tls_flush(s);
         if (rc != 0 || c->notify_sent)
             return rc;
-        c->recv_left = RECV_BUDGET;
+        budget(c);
         rc = c->be->close_notify(c->sess);
         if (is_want(rc))
             return write_blocked(s, rc, 0);
@@ -653,7 +669,7 @@ int ssock__tls_socket_attach(ssock_socket *s, ssock_tls_config *cfg)
 int ssock__tls_socket_handshake(ssock_socket *s)
 {
     struct tls_conn *c = s->tls;
-    c->recv_left = RECV_BUDGET;
+    budget(c);
     int rc = c->be->handshake(c->sess);
     if (is_want(rc))
         return want_events(rc);

@@ -1234,6 +1234,9 @@ static void test_many_configs(void **state)
  * connection then completes (echo) or fails cleanly with SSOCK_ETLS.
  */
 #define FLOOD_BUDGET 64
+/* ...and of bytes, as src/tls_socket.c (RECV_BYTES_BUDGET): with OpenSSL's
+ * read-ahead during the handshake one recv() brings many tiny records. */
+#define FLOOD_BYTES_BUDGET (2 * (16384 + 2048))
 #define FLOOD_RECORDS 3000
 #define FLOOD_MAX_CALLS 200000
 
@@ -1266,8 +1269,9 @@ static const char *const flood_names[] = {
 
 struct budget_io {
     int fd;
-    int calls; /* recv calls in the current backend call */
-    int hits;  /* times the budget said EAGAIN */
+    int calls;    /* recv calls in the current backend call */
+    size_t bytes; /* bytes received in the current backend call */
+    int hits;     /* times the budget said EAGAIN */
     long total;
 };
 
@@ -1282,14 +1286,19 @@ static ssize_t budget_recv(void *ctx, void *buf, size_t len)
 {
     struct budget_io *b = ctx;
 
-    if (b->calls >= FLOOD_BUDGET) {
+    if (b->calls >= FLOOD_BUDGET || b->bytes >= FLOOD_BYTES_BUDGET) {
         b->hits++;
         errno = EAGAIN;
         return -1;
     }
     b->calls++;
     b->total++;
-    return recv(b->fd, buf, len, 0);
+    if (len > FLOOD_BYTES_BUDGET - b->bytes)
+        len = FLOOD_BYTES_BUDGET - b->bytes;
+    ssize_t n = recv(b->fd, buf, len, 0);
+    if (n > 0)
+        b->bytes += (size_t)n;
+    return n;
 }
 
 struct flood_client {
@@ -1669,6 +1678,7 @@ static int budget_drive(const struct ssock__tls_backend *be, void *sess,
         if (fo->calls >= FLOOD_MAX_CALLS)
             return SSOCK_ETIMEOUT; /* no progress: a backend that spins */
         bio->calls = 0;
+        bio->bytes = 0;
         r = is_read ? be->read(sess, buf, len, n) : be->handshake(sess);
         fo->calls++;
         if (bio->calls > FLOOD_BUDGET)
@@ -1823,8 +1833,12 @@ static void test_floods(void **state)
                              name, flood_names[k], fo.hs, fo.rd, fc.echo_ok,
                              fo.err, fc.why);
                 /* the budget cut the flood into many backend calls, and
-                 * the backend picked up where it stopped each time */
-                if (fo.budget_ret < 2)
+                 * the backend picked up where it stopped each time; except
+                 * OpenSSL's 1-byte fragments: with read-ahead during the
+                 * handshake the whole fragmented ClientHello (a few KB,
+                 * under the byte budget) comes in one recv() */
+                int small = b == SSOCK_TLS_BACKEND_OPENSSL && k == FLOOD_FRAG1;
+                if (fo.budget_ret < (small ? 0 : 2))
                     fail_msg("%s, %s: only %d budget returns", name,
                              flood_names[k], fo.budget_ret);
             } else {
