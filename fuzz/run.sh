@@ -68,6 +68,7 @@ for t in "${targets[@]}"; do
     lifecycle) args+=(-max_len=256) ;;
     addr) args+=(-max_len=128) ;;
     proxy) args+=(-dict=fuzz/proxy.dict -max_len=4200) ;;
+    cidr) args+=(-dict=fuzz/cidr.dict -max_len=2048) ;;
   esac
   echo "fuzz/run.sh: fuzz_$t for ${seconds}s (new inputs: $new, crashes: $art)"
   # The scratch corpus comes first: libFuzzer writes new inputs there.

@@ -40,9 +40,11 @@ REQUIRED_TESTS=(
   test_race_regressions test_api test_tls_api test_proxy
   fuzz_replay_addr fuzz_replay_lifecycle fuzz_replay_tls_mbedtls
   fuzz_replay_tls_openssl fuzz_replay_proxy
+  test_event test_event_races test_event_race_regressions test_cidr
+  test_deploy test_tls_sni fuzz_replay_cidr
 )
 # Client programs the TLS tests drive; each must be installed.
-REQUIRED_BINARIES=(openssl gnutls-cli socat valgrind clang)
+REQUIRED_BINARIES=(openssl gnutls-cli socat valgrind clang systemd-socket-activate)
 
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:detect_stack_use_after_return=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
