@@ -880,7 +880,8 @@ struct worker {
 
 static void econn_close(struct worker *w, struct econn *c)
 {
-    (void)epoll_ctl(w->epfd, EPOLL_CTL_DEL, ssock_socket_fd(c->sock), NULL);
+    /* Freeing closes the descriptor, which leaves the epoll set by itself
+     * (it is never duplicated): no EPOLL_CTL_DEL needed. */
     ssock_socket_free(c->sock);
     if (c->prev)
         c->prev->next = c->next;
@@ -979,6 +980,13 @@ static void econn_drive(struct worker *w, struct econn *c)
             rc = ssock_socket_read(c->sock, w->buf, sizeof(w->buf), &n);
         if (rc == 0)
             rc = econn_echo(c, w->buf, n);
+        if (rc == 0 && n < sizeof(w->buf) &&
+            ssock_socket_pending(c->sock) == 0) {
+            /* A short read drained the kernel's buffer: epoll (level-
+             * triggered) says when more comes; no read to learn EAGAIN. */
+            econn_arm(w, c);
+            return;
+        }
         if (rc == SSOCK_EAGAIN) {
             econn_arm(w, c);
             return;
