@@ -248,7 +248,9 @@ static int server_new(const ssock_server_options *o,
     }
     *out = srv;
     int rc = 0;
-    if (srv->proxy_mode != SSOCK_PROXY_OFF) {
+    /* A list is checked even when the protocol is off: a typo in a
+     * configuration must not wait until someone turns it on. */
+    if (srv->proxy_mode != SSOCK_PROXY_OFF || o->proxy_trusted != NULL) {
         srv->proxy_trusted = calloc(1, sizeof(*srv->proxy_trusted));
         if (srv->proxy_trusted == NULL)
             return SSOCK_ENOMEM;
@@ -406,6 +408,8 @@ int ssock_server_open_fd(ssock_server **out, int fd,
     oc.backlog = SSOCK_DEFAULT_BACKLOG;
     if (rc == 0)
         rc = check_options(&oc);
+    if (rc == SSOCK_EINVAL)
+        return rc; /* a bad argument: the descriptor is left alone */
     if (rc == 0) {
         int fl = fcntl(fd, F_GETFL);
         if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) != 0 ||

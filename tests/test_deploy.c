@@ -2261,6 +2261,39 @@ static void test_open_fd_enotsup(void **state)
     }
 }
 
+/* proxy_protocol outside SSOCK_PROXY_*: SSOCK_EINVAL, and through
+ * ssock_server_open_fd() the descriptor stays open (an argument error). A
+ * malformed proxy_trusted fails the open also with the protocol off. */
+static void test_proxy_option_errors(void **state)
+{
+    (void)state;
+    ssock_server *srv = NULL;
+    ssock_server_options o;
+    ssock_server_options_init(&o);
+    o.addr = "127.0.0.1";
+    o.proxy_protocol = SSOCK_PROXY_ANY + 1;
+    assert_int_equal(ssock_server_open(&srv, &o), SSOCK_EINVAL);
+    assert_null(srv);
+    o.proxy_protocol = -1;
+    assert_int_equal(ssock_server_open(&srv, &o), SSOCK_EINVAL);
+    int fd = listener(AF_INET, SOCK_STREAM, 1);
+    assert_int_equal(ssock_server_open_fd(&srv, fd, &o), SSOCK_EINVAL);
+    assert_null(srv);
+    assert_true(fd_open(fd));
+    close(fd);
+    o.proxy_protocol = SSOCK_PROXY_OFF;
+    o.proxy_trusted = "10.0.0.1/8";
+    assert_int_equal(ssock_server_open(&srv, &o), SSOCK_EBADADDR);
+    assert_null(srv);
+    o.proxy_trusted = "10.0.0.0/8";
+    assert_int_equal(ssock_server_open(&srv, &o), 0);
+    ssock_server_free(srv);
+    o.proxy_timeout_ms = -1;
+    srv = NULL;
+    assert_int_equal(ssock_server_open(&srv, &o), SSOCK_EBADTIMEOUT);
+    assert_null(srv);
+}
+
 static void test_open_fd_closed_fd(void **state)
 {
     (void)state;
@@ -2399,6 +2432,7 @@ int main(void)
         cmocka_unit_test(test_open_fd_errors),
         cmocka_unit_test(test_open_fd_bad_options),
         cmocka_unit_test(test_open_fd_enotsup),
+        cmocka_unit_test(test_proxy_option_errors),
         cmocka_unit_test(test_open_fd_closed_fd),
         cmocka_unit_test(test_listen_fds),
         BOTH(test_listen_fds_serve),

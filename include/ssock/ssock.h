@@ -417,12 +417,14 @@ SSOCK_API void ssock_server_options_init_sized(ssock_server_options *opts,
  * leaves at once; no Nagle delay).
  *
  * @param out   receives the handle on success, NULL on failure.
- * @return 0; SSOCK_EINVAL (NULL `out` or `opts`, or `opts` not filled by
- *         ssock_server_options_init()); SSOCK_ENOTSUP (a field this library
+ * @return 0; SSOCK_EINVAL (NULL `out` or `opts`, `opts` not filled by
+ *         ssock_server_options_init(), or proxy_protocol not one of the
+ *         SSOCK_PROXY_* values); SSOCK_ENOTSUP (a field this library
  *         version does not know is set); SSOCK_EBADPORT;
  *         SSOCK_EBADTIMEOUT (accept, read or write timeout < 0, or a
- *         negative keepalive value);
- *         SSOCK_EBADBACKLOG; SSOCK_EBADADDR (empty string);
+ *         negative keepalive value or proxy_timeout_ms);
+ *         SSOCK_EBADBACKLOG; SSOCK_EBADADDR (empty string, or a malformed
+ *         proxy_trusted list, checked also when proxy_protocol is off);
  *         SSOCK_ERESOLVE (host name unknown); SSOCK_ENOMEM; or -errno from
  *         socket/bind/listen (-EADDRINUSE, -EACCES, -EADDRNOTAVAIL,
  *         -EMFILE, ...) for the last address tried; or what the
