@@ -25,6 +25,21 @@
  *                     --samples handshakes (+ echo) one after another, each
  *                     bounded by --wait-ms: p50/max latency in ms, or a
  *                     timeout (the run then stops)
+ *
+ * Server CPU per operation (connect and handshake modes):
+ *   --count N         start exactly N connections in all (no warmup, no
+ *                     window), run until every one has finished; rate and
+ *                     secs are then over that whole phase
+ *   --cpu-pids P,...  read utime+stime of these processes (/proc/P/stat,
+ *                     every thread, exited ones included) just before the
+ *                     measured phase and 200 ms after its end; prints
+ *                     cpu_ms=A,B,... (per PID), cpu_sys_ms= (the stime
+ *                     part) and cpu_us_per_op= (the sum of cpu_ms over the
+ *                     operations completed)
+ *   --stall K         handshake mode: first open K connections that send a
+ *                     ClientHello, see the server's first flight arrive
+ *                     (never read into TLS) and then stall (the server holds K
+ * handshakes in flight), held until the end; stalled=K' says how many got there
  */
 #include "common.h"
 
@@ -70,6 +85,10 @@ struct opts {
     int hold_s;
     int wait_ms;
     int samples;
+    int count; /* --count: connections in all, 0 = timed window */
+    int stall; /* --stall: handshakes held in flight meanwhile */
+    int npids; /* --cpu-pids */
+    int pids[8];
 };
 
 static struct opts opt = {
@@ -86,6 +105,9 @@ static struct opts opt = {
     .hold_s = 60,
     .wait_ms = 3000,
     .samples = 5,
+    .count = 0,
+    .stall = 0,
+    .npids = 0,
 };
 
 static struct sockaddr_storage server_addr;
@@ -97,6 +119,34 @@ static void on_stop(int sig)
 {
     (void)sig;
     stop_requested = 1;
+}
+
+/*
+ * Idle and stalled connections each come from their own loopback source
+ * address (127.2.0.0 + idx) when the server is on 127.x: a server that caps
+ * handshakes per source (ssock: 64 by default) then sees many clients, as
+ * it would in the field, instead of one client opening thousands.
+ */
+static void bind_source(int fd, int idx)
+{
+    const struct sockaddr_in *srv = (const struct sockaddr_in *)&server_addr;
+    struct sockaddr_in a;
+    int one = 1;
+
+    if (server_addr.ss_family != AF_INET ||
+        (ntohl(srv->sin_addr.s_addr) >> 24) != 127)
+        return;
+    memset(&a, 0, sizeof(a));
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(0x7f020000u + (uint32_t)idx);
+#ifdef IP_BIND_ADDRESS_NO_PORT
+    /* The port is chosen by connect(), knowing the whole 4-tuple: a port
+     * whose 4-tuple is still in TIME_WAIT from an earlier run against the
+     * same server is then never picked. */
+    (void)setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one,
+                     sizeof(one));
+#endif
+    (void)bind(fd, (struct sockaddr *)&a, sizeof(a));
 }
 
 /* ------------------------------------------------------------------ */
@@ -142,6 +192,8 @@ struct engine {
     int idle;    /* idle: connections holding */
     int lost;    /* idle: connections the server closed */
     int failed;  /* idle: connections that never got to holding */
+    int budget;  /* --count: connections this engine may start */
+    int begun;   /* --count: connections started so far */
     char *sbuf;
     char *rbuf;
     char first_error[96];
@@ -224,16 +276,24 @@ static bool conn_start(struct engine *e, struct conn *c)
 {
     struct epoll_event ee;
     int one = 1;
-    int fd = socket(server_addr.ss_family,
-                    SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int fd;
 
     memset(c, 0, sizeof(*c));
     c->fd = -1;
+    if (opt.count > 0) {
+        if (e->begun >= e->budget)
+            return false;
+        e->begun++;
+    }
+    fd = socket(server_addr.ss_family,
+                SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         note_error(e, "socket", errno);
         return false;
     }
     (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (opt.mode == M_IDLE)
+        bind_source(fd, (int)(c - e->c));
     c->fd = fd;
     c->st = ST_CONNECTING;
     c->t_start = bench_now_ns();
@@ -537,6 +597,13 @@ static void engine_loop(struct engine *e, bool idle)
 
         if (!idle && now >= e->t_end)
             break;
+        if (!idle && opt.count > 0 && e->begun >= e->budget) {
+            bool busy = false;
+            for (int i = 0; i < e->n && !busy; i++)
+                busy = e->c[i].st != ST_FREE;
+            if (!busy)
+                break;
+        }
         if (idle && !announced) {
             if (e->idle + e->lost + e->failed >= e->n && e->started == e->n) {
                 printf("ready %d\n", e->idle);
@@ -589,7 +656,8 @@ static void *engine_main(void *arg)
 /* slowloris                                                          */
 /* ------------------------------------------------------------------ */
 
-static int connect_nb(void)
+/* A non-blocking connect; src >= 0 binds that source (bind_source()). */
+static int connect_nb(int src)
 {
     int one = 1;
     int fd = socket(server_addr.ss_family,
@@ -598,6 +666,8 @@ static int connect_nb(void)
     if (fd < 0)
         return -1;
     (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (src >= 0)
+        bind_source(fd, src);
     if (connect(fd, (struct sockaddr *)&server_addr, server_alen) != 0 &&
         errno != EINPROGRESS) {
         close(fd);
@@ -636,7 +706,7 @@ static double good_client(void)
     int err = 0;
     socklen_t elen = sizeof(err);
     SSL *ssl = NULL;
-    int fd = connect_nb();
+    int fd = connect_nb(-1);
 
     memset(out, 'g', sizeof(out));
     if (fd < 0 || !wait_fd(fd, POLLOUT, deadline) ||
@@ -707,8 +777,8 @@ static int run_slowloris(void)
     if (silent == NULL || slow == NULL || lat == NULL)
         return 1;
     for (int i = 0; i < k; i++) {
-        silent[i] = connect_nb();
-        slow[i] = connect_nb();
+        silent[i] = connect_nb(-1);
+        slow[i] = connect_nb(-1);
     }
     for (int i = 0; i < k; i++) {
         if (silent[i] < 0 || !wait_fd(silent[i], POLLOUT, deadline))
@@ -762,6 +832,185 @@ static int run_slowloris(void)
 }
 
 /* ------------------------------------------------------------------ */
+/* Stalled handshakes and server CPU                                  */
+/* ------------------------------------------------------------------ */
+
+struct stalled {
+    int fd;
+    SSL *ssl;
+};
+
+#define STALL_BATCH 200
+
+/*
+ * Open up to `k` connections that send their ClientHello and wait for the
+ * server's first flight (so the server has done that part of its work and
+ * now waits for the client's next flight), then stall. Batches of
+ * STALL_BATCH, each bounded at 30 s. Returns how many got there; *out
+ * holds them all (fd -1 for the ones that did not) for close_stalled().
+ */
+static int open_stalled(int k, struct stalled **out)
+{
+    struct stalled *st = calloc((size_t)k + 1, sizeof(*st));
+    int ready = 0;
+
+    *out = st;
+    if (st == NULL)
+        return 0;
+    for (int i = 0; i < k; i++)
+        st[i].fd = -1;
+    for (int b = 0; b < k && !stop_requested; b += STALL_BATCH) {
+        int end = b + STALL_BATCH < k ? b + STALL_BATCH : k;
+        uint64_t deadline = bench_now_ns() + 30000000000ull;
+
+        for (int i = b; i < end; i++)
+            st[i].fd = connect_nb(i);
+        for (int i = b; i < end; i++) {
+            int r, err = 0;
+            socklen_t elen = sizeof(err);
+            BIO *rb, *wb;
+            char *hello = NULL;
+            long hlen;
+
+            if (st[i].fd < 0 || !wait_fd(st[i].fd, POLLOUT, deadline) ||
+                getsockopt(st[i].fd, SOL_SOCKET, SO_ERROR, &err, &elen) != 0 ||
+                err != 0)
+                goto drop;
+            /* The ClientHello is written into a memory BIO and sent from
+             * here: the client never reads the server's answer, so the
+             * handshake stays half-way whatever the version and timing. */
+            st[i].ssl = SSL_new(client_ctx);
+            rb = BIO_new(BIO_s_mem());
+            wb = BIO_new(BIO_s_mem());
+            if (st[i].ssl == NULL || rb == NULL || wb == NULL) {
+                BIO_free(rb);
+                BIO_free(wb);
+                goto drop;
+            }
+            SSL_set_bio(st[i].ssl, rb, wb);
+            SSL_set_connect_state(st[i].ssl);
+            ERR_clear_error();
+            r = SSL_connect(st[i].ssl);
+            hlen = BIO_get_mem_data(wb, &hello);
+            if (r == 1 || SSL_get_error(st[i].ssl, r) != SSL_ERROR_WANT_READ ||
+                hlen <= 0 ||
+                send(st[i].fd, hello, (size_t)hlen, MSG_NOSIGNAL) != hlen)
+                goto drop;
+            continue;
+        drop:
+            SSL_free(st[i].ssl);
+            st[i].ssl = NULL;
+            if (st[i].fd >= 0)
+                close(st[i].fd);
+            st[i].fd = -1;
+        }
+        for (int i = b; i < end; i++) {
+            char c;
+
+            if (st[i].fd < 0)
+                continue;
+            /* The server's first flight is there: peek, do not consume. */
+            if (wait_fd(st[i].fd, POLLIN, deadline) &&
+                recv(st[i].fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) == 1) {
+                ready++;
+            } else {
+                SSL_free(st[i].ssl);
+                st[i].ssl = NULL;
+                close(st[i].fd);
+                st[i].fd = -1;
+            }
+        }
+    }
+    return ready;
+}
+
+/* How many stalled connections the server still holds open. */
+static int count_stalled(const struct stalled *st, int k)
+{
+    int open_now = 0;
+
+    for (int i = 0; i < k; i++) {
+        char buf[4096];
+        ssize_t n;
+
+        if (st[i].fd < 0)
+            continue;
+        /* Drain what the server sent; EAGAIN = still open. */
+        do
+            n = recv(st[i].fd, buf, sizeof(buf), MSG_DONTWAIT);
+        while (n > 0);
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            open_now++;
+    }
+    return open_now;
+}
+
+static void close_stalled(struct stalled *st, int k)
+{
+    if (st == NULL)
+        return;
+    for (int i = 0; i < k; i++) {
+        SSL_free(st[i].ssl);
+        if (st[i].fd >= 0)
+            close(st[i].fd);
+    }
+    free(st);
+}
+
+/* utime + stime of a process in ms (every thread, exited ones too), or
+ * -1; *sys_ms gets the stime part. */
+static double proc_cpu_ms(int pid, double *sys_ms)
+{
+    char path[64], buf[1024];
+    unsigned long long ut = 0, stt = 0;
+    const char *p;
+    size_t n;
+    FILE *f;
+
+    snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+    f = fopen(path, "r");
+    if (f == NULL)
+        return -1;
+    n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    /* Fields after the command name "(...)": state is field 3, utime 14,
+     * stime 15. */
+    p = strrchr(buf, ')');
+    if (p == NULL || sscanf(p + 2,
+                            "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u "
+                            "%*u %llu %llu",
+                            &ut, &stt) != 2)
+        return -1;
+    *sys_ms = (double)stt * 1000.0 / (double)sysconf(_SC_CLK_TCK);
+    return (double)(ut + stt) * 1000.0 / (double)sysconf(_SC_CLK_TCK);
+}
+
+static void read_cpu(double *ms, double *sys_ms)
+{
+    for (int i = 0; i < opt.npids; i++)
+        ms[i] = proc_cpu_ms(opt.pids[i], &sys_ms[i]);
+}
+
+static bool parse_pids(const char *v)
+{
+    char *copy = strdup(v), *save = NULL;
+    bool ok = copy != NULL;
+
+    opt.npids = 0;
+    for (char *t = copy ? strtok_r(copy, ",", &save) : NULL; t != NULL && ok;
+         t = strtok_r(NULL, ",", &save)) {
+        int pid;
+        ok = opt.npids < (int)(sizeof(opt.pids) / sizeof(opt.pids[0])) &&
+             bench_parse_int(t, 1, 1 << 30, &pid);
+        if (ok)
+            opt.pids[opt.npids++] = pid;
+    }
+    free(copy);
+    return ok && opt.npids > 0;
+}
+
+/* ------------------------------------------------------------------ */
 /* main                                                               */
 /* ------------------------------------------------------------------ */
 
@@ -773,7 +1022,8 @@ static void usage(FILE *out)
           "[--duration-ms MS]\n"
           "               [--size B] [--tls] [--tls-version 1.2|1.3] "
           "[--hold S]\n"
-          "               [--wait-ms MS] [--samples N]\n",
+          "               [--wait-ms MS] [--samples N]\n"
+          "               [--count N] [--cpu-pids P,...] [--stall K]\n",
           out);
 }
 
@@ -827,6 +1077,12 @@ static int parse_args(int argc, char **argv)
             ok = bench_parse_int(v, 1, 600000, &opt.wait_ms);
         } else if (strcmp(f, "--samples") == 0) {
             ok = bench_parse_int(v, 1, 100000, &opt.samples);
+        } else if (strcmp(f, "--count") == 0) {
+            ok = bench_parse_int(v, 1, 10000000, &opt.count);
+        } else if (strcmp(f, "--stall") == 0) {
+            ok = bench_parse_int(v, 0, 100000, &opt.stall);
+        } else if (strcmp(f, "--cpu-pids") == 0) {
+            ok = parse_pids(v);
         } else {
             fprintf(stderr, "loadgen: unknown argument '%s'\n", f);
             usage(stderr);
@@ -847,6 +1103,14 @@ static int parse_args(int argc, char **argv)
         opt.threads = 1;
     if (opt.threads > opt.conns)
         opt.threads = opt.conns;
+    if (opt.count > 0 && opt.mode != M_HANDSHAKE && opt.mode != M_CONNECT) {
+        fputs("loadgen: --count needs --mode handshake or connect\n", stderr);
+        return 2;
+    }
+    if (opt.stall > 0 && opt.mode != M_HANDSHAKE) {
+        fputs("loadgen: --stall needs --mode handshake\n", stderr);
+        return 2;
+    }
     return 0;
 }
 
@@ -905,6 +1169,9 @@ int main(int argc, char **argv)
     int lost = 0, idle = 0;
     const char *first_error = "";
     double secs;
+    double cpu0[8] = {0}, cpu1[8] = {0}, sys0[8] = {0}, sys1[8] = {0};
+    struct stalled *stalled = NULL;
+    int nstalled = 0, stalled_end = 0;
     int rc = parse_args(argc, argv);
 
     if (rc != 0)
@@ -927,10 +1194,15 @@ int main(int argc, char **argv)
         return rc;
     }
 
+    if (opt.stall > 0) {
+        nstalled = open_stalled(opt.stall, &stalled);
+        usleep(300000); /* let the server settle */
+    }
     eng = calloc((size_t)opt.threads, sizeof(*eng));
     tid = calloc((size_t)opt.threads, sizeof(*tid));
     if (eng == NULL || tid == NULL)
         return 1;
+    read_cpu(cpu0, sys0);
     t0 = bench_now_ns();
     for (int t = 0; t < opt.threads; t++) {
         struct engine *e = &eng[t];
@@ -947,6 +1219,12 @@ int main(int argc, char **argv)
             e->c[i].fd = -1;
         e->t_measure = t0 + (uint64_t)opt.warmup_ms * 1000000u;
         e->t_end = e->t_measure + (uint64_t)opt.duration_ms * 1000000u;
+        if (opt.count > 0) {
+            /* Every connection counts; the window only bounds the run. */
+            e->budget = opt.count / opt.threads + (t < opt.count % opt.threads);
+            e->t_measure = t0;
+            e->t_end = t0 + 600000000000ull;
+        }
     }
     for (int t = 0; t < opt.threads; t++)
         if (pthread_create(&tid[t], NULL, engine_main, &eng[t]) != 0)
@@ -973,6 +1251,14 @@ int main(int argc, char **argv)
     }
     qsort(lat, nlat, sizeof(*lat), cmp_u64);
     secs = opt.duration_ms / 1000.0;
+    if (opt.count > 0)
+        secs = (double)(bench_now_ns() - t0) / 1e9;
+    if (opt.npids > 0) {
+        usleep(200000); /* the server's side of the last closes */
+        read_cpu(cpu1, sys1);
+    }
+    if (stalled != NULL)
+        stalled_end = count_stalled(stalled, opt.stall);
     if (opt.mode == M_IDLE) {
         printf("mode=idle conns=%d held=%d lost=%d errors=%llu "
                "first_error=%s\n",
@@ -981,14 +1267,40 @@ int main(int argc, char **argv)
     } else {
         printf("mode=%s conns=%d tls=%d ops=%llu secs=%.2f rate=%.1f "
                "p50_us=%.1f p99_us=%.1f mibps=%.1f errors=%llu "
-               "first_error=%s\n",
+               "first_error=%s",
                mode_names[opt.mode], opt.conns, opt.tls ? 1 : 0,
                (unsigned long long)ops, secs, (double)ops / secs,
                nlat ? (double)lat[nlat / 2] / 1e3 : 0.0,
                nlat ? (double)lat[nlat * 99 / 100] / 1e3 : 0.0,
                (double)bytes / secs / (1024.0 * 1024.0),
                (unsigned long long)errors, first_error[0] ? first_error : "-");
+        if (opt.stall > 0)
+            printf(" stall=%d stalled=%d stalled_at_end=%d", opt.stall,
+                   nstalled, stalled_end);
+        if (opt.npids > 0) {
+            double sum = 0;
+            bool ok = true;
+
+            fputs(" cpu_ms=", stdout);
+            for (int i = 0; i < opt.npids; i++) {
+                double d = cpu1[i] - cpu0[i];
+                ok = ok && cpu0[i] >= 0 && cpu1[i] >= 0;
+                sum += d;
+                printf("%s%.0f", i ? "," : "",
+                       cpu0[i] >= 0 && cpu1[i] >= 0 ? d : -1.0);
+            }
+            fputs(" cpu_sys_ms=", stdout);
+            for (int i = 0; i < opt.npids; i++)
+                printf("%s%.0f", i ? "," : "",
+                       cpu0[i] >= 0 && cpu1[i] >= 0 ? sys1[i] - sys0[i] : -1.0);
+            if (ok && ops > 0)
+                printf(" cpu_us_per_op=%.1f", sum * 1000.0 / (double)ops);
+            else
+                fputs(" cpu_us_per_op=n/a", stdout);
+        }
+        putchar('\n');
     }
+    close_stalled(stalled, opt.stall);
     for (int t = 0; t < opt.threads; t++) {
         free(eng[t].c);
         free(eng[t].lat);

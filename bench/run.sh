@@ -12,8 +12,18 @@
 #
 # Environment: ROUNDS (3), DUR_MS (1500, measuring window per run),
 # SCALE_DUR_MS (1000), WARMUP_MS (300), IDLE_CONNS (1000), SLOW_K (200),
-# BUDGET_S (570), ONLY (a regex: run only the sections it matches:
-# plain, scaling, tls, tlsbulk, tlsscaling, slowloris, memory, overshoot).
+# BUDGET_S (1500), ONLY (a regex: run only the sections it matches:
+# plain, scaling, tls, tlsbulk, tlsscaling, slowloris, memory, overshoot,
+# and the nginx-anchored event-serving set of issue 11: nginx-cpu,
+# nginx-mem, nginx-inflight, nginx-idle10k, nginx-plain; ONLY=nginx runs
+# that set). Issue 11's knobs: CPU_N (2000 handshakes per CPU run),
+# CPU_CONNS (8), CPU_ONLY (regex over the server specs of nginx-cpu and
+# nginx-mem, e.g. 'nginx|event-tls:openssl'), INFLIGHT ("10 100 1000 5000" stalled handshakes),
+# INFLIGHT_N (600 good handshakes measured at each), BIG_IDLE (10000),
+# NGINX (nginx binary; its rows say "not run: nginx missing" without it),
+# ECHO_BIN (ssock-echo to test, default BUILD/examples/ssock-echo),
+# B228 (optional build tree whose mbedTLS is the system's 2.28: adds the
+# mbedTLS 2.28 rows).
 set -uo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -29,8 +39,22 @@ SCALE_DUR_MS=${SCALE_DUR_MS:-1000}
 WARMUP_MS=${WARMUP_MS:-300}
 IDLE_CONNS=${IDLE_CONNS:-1000}
 SLOW_K=${SLOW_K:-200}
-BUDGET_S=${BUDGET_S:-570}
+BUDGET_S=${BUDGET_S:-1500}
 ONLY=${ONLY:-.}
+CPU_N=${CPU_N:-2000}
+CPU_CONNS=${CPU_CONNS:-8}
+CPU_ONLY=${CPU_ONLY:-.}
+INFLIGHT=${INFLIGHT:-10 100 1000 5000}
+INFLIGHT_N=${INFLIGHT_N:-600}
+BIG_IDLE=${BIG_IDLE:-10000}
+NGINX=${NGINX:-$(command -v nginx || echo /usr/sbin/nginx)}
+NGINX_MODULE=${NGINX_MODULE:-/usr/lib/nginx/modules/ngx_stream_module.so}
+B228=${B228:-}
+[[ -z $B228 || $B228 = /* ]] || B228=$repo/$B228
+echo_bin=${ECHO_BIN:-$echo_bin}
+[[ $echo_bin = /* ]] || echo_bin=$repo/$echo_bin
+# Thousands of connections on both sides: the hard limit for everyone.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null
 
 for t in loadgen base_poll_echo accept_overshoot idle_mem; do
   if [[ ! -x $bin/$t ]]; then
@@ -47,11 +71,15 @@ table=$build/bench-table.txt
 : >"$table"
 server_pid=
 client_pid=
+backend_pid= # nginx rows: the plain echo server behind nginx
+worker_pid=  # nginx rows: nginx's worker (server_pid is its master)
 start_s=$SECONDS
 
 cleanup() {
   [[ -n $client_pid ]] && kill -KILL "$client_pid" 2>/dev/null
   [[ -n $server_pid ]] && kill -KILL "$server_pid" 2>/dev/null
+  [[ -n $worker_pid ]] && kill -KILL "$worker_pid" 2>/dev/null
+  [[ -n $backend_pid ]] && kill -KILL "$backend_pid" 2>/dev/null
   rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -66,6 +94,11 @@ fi
 
 ssock_tls=no
 if "$echo_bin" --help 2>&1 | grep -q -- '--tls'; then ssock_tls=yes; fi
+# ssock-echo --event (issue 11): its rows run once the flag exists.
+ssock_event=no
+if "$echo_bin" --help 2>&1 | grep -q -- '--event'; then ssock_event=yes; fi
+have_nginx=no
+[[ -x $NGINX && -f $NGINX_MODULE ]] && have_nginx=yes
 have() { [[ -x $bin/$1 ]]; }
 
 say() { printf '%s\n' "$*" | tee -a "$log" >&2; }
@@ -73,13 +106,37 @@ over_budget() { ((SECONDS - start_s >= BUDGET_S)); }
 
 # ------------------------------------------------------------ servers
 # A server is named by a spec string; server_cmd fills CMD for it.
-#   ssock-plain | ssock-poll | poll | rawthreads | ssock-tls:BACKEND:CERT |
-#   base:BACKEND:MODE:CERT
-# CERT is ecdsa or rsa; MODE is serial or threads.
+#   ssock-plain | ssock-poll | poll | epoll | rawthreads |
+#   ssock-tls:BACKEND:CERT | base:BACKEND:MODE:CERT |
+#   ssock-event | ssock-event-tls:BACKEND:CERT | nginx:CERT
+# CERT is ecdsa or rsa; MODE is serial or threads. BACKEND mbedtls228 is
+# mbedtls from the B228 tree (ssock-echo and base_mbedtls built there).
+# HS_TIMEOUT (ms) and MAX_HS set the TLS servers' handshake timeout and
+# handshakes in flight (the in-flight curve raises both).
+HS_TIMEOUT=10000
+MAX_HS=1024
+tree_bins() { # BACKEND -> EBIN (ssock-echo), BBIN (bench dir), BK (backend)
+  EBIN=$echo_bin BBIN=$bin BK=$1
+  if [[ $1 = mbedtls228 ]]; then
+    EBIN=$B228/examples/ssock-echo BBIN=$B228/bench BK=mbedtls
+  fi
+}
 server_cmd() {
   local spec=$1 kind backend mode cert
   IFS=: read -r kind backend mode cert <<<"$spec"
   case $kind in
+    ssock-event)
+      CMD=("$echo_bin" --event --workers 1 --port 0 --addr 127.0.0.1
+           --backlog 1024 --max-conns 16384) ;;
+    ssock-event-tls)
+      tree_bins "$backend"
+      CMD=("$EBIN" --event --workers 1 --port 0 --addr 127.0.0.1
+           --backlog 1024 --max-conns 16384 --tls --backend "$BK"
+           --cert "$certs/server-$mode.pem" --key "$certs/server-$mode.key"
+           --max-handshakes "$MAX_HS" --handshake-timeout "$HS_TIMEOUT") ;;
+    epoll)
+      CMD=("$bin/base_epoll_echo" --port 0 --addr 127.0.0.1 --backlog 1024
+           --max-conns 16384) ;;
     ssock-plain)
       CMD=("$echo_bin" --port 0 --addr 127.0.0.1 --backlog 1024
            --max-conns 4096) ;;
@@ -94,15 +151,20 @@ server_cmd() {
            --backlog 1024 --max-conns 4096) ;;
     ssock-tls)
       cert=$mode
-      CMD=("$echo_bin" --port 0 --addr 127.0.0.1 --backlog 1024
-           --max-conns 4096 --tls --backend "$backend"
+      tree_bins "$backend"
+      CMD=("$EBIN" --port 0 --addr 127.0.0.1 --backlog 1024
+           --max-conns 16384 --tls --backend "$BK"
            --cert "$certs/server-$cert.pem" --key "$certs/server-$cert.key"
-           --max-handshakes 1024 --handshake-timeout 10000) ;;
+           --max-handshakes "$MAX_HS" --handshake-timeout "$HS_TIMEOUT") ;;
     base)
-      CMD=("$bin/base_$backend" --port 0 --addr 127.0.0.1 --backlog 1024
+      tree_bins "$backend"
+      CMD=("$BBIN/base_$BK" --port 0 --addr 127.0.0.1 --backlog 1024
            --max-conns 4096 --tls --"$mode"
            --cert "$certs/server-$cert.pem" --key "$certs/server-$cert.key"
-           --handshake-timeout 10000) ;;
+           --handshake-timeout "$HS_TIMEOUT") ;;
+    nginx) # started by start_nginx; CMD is its plain backend
+      CMD=("$bin/base_poll_echo" --port 0 --addr 127.0.0.1 --backlog 1024
+           --max-conns 16384) ;;
     *) echo "run.sh: bad server spec $spec" >&2; return 1 ;;
   esac
 }
@@ -111,16 +173,115 @@ server_cmd() {
 server_ok() {
   local kind backend
   IFS=: read -r kind backend _ <<<"$1"
+  if [[ $backend = mbedtls228 ]]; then
+    [[ -n $B228 ]] || return 1
+    tree_bins "$backend"
+    case $kind in
+      ssock-tls) [[ -x $EBIN ]] ;;
+      ssock-event-tls) [[ -x $EBIN ]] && "$EBIN" --help 2>&1 | grep -q -- '--event' ;;
+      base) [[ -x $BBIN/base_mbedtls ]] ;;
+      *) false ;;
+    esac
+    return
+  fi
   case $kind in
     ssock-tls) [[ $ssock_tls = yes ]] ;;
+    ssock-event) [[ $ssock_event = yes ]] ;;
+    ssock-event-tls) [[ $ssock_event = yes && $ssock_tls = yes ]] ;;
+    epoll) have base_epoll_echo ;;
+    nginx) [[ $have_nginx = yes ]] ;;
     base) have "base_$backend" ;;
     *) true ;;
   esac
 }
 
+# Why a server of this spec is not run (for the table).
+server_why() {
+  case $1 in
+    nginx*) echo "not run: nginx missing ($NGINX, $NGINX_MODULE)" ;;
+    ssock-event*) echo "not run: ssock-echo has no --event yet" ;;
+    *mbedtls228*) echo "not run: no B228 tree (system mbedTLS 2.28)" ;;
+    *) echo "not run: not built" ;;
+  esac
+}
+
+# A free loopback port for nginx (which cannot report an ephemeral one):
+# below the kernel's ephemeral range (so no client socket takes it), used
+# by no socket in /proc/net/tcp{,6}; a collision is caught by the start
+# check and retried.
+free_port() {
+  local p hex lo i
+  read -r lo _ </proc/sys/net/ipv4/ip_local_port_range
+  ((lo > 12000)) || lo=32768
+  for ((i = 0; i < 50; i++)); do
+    p=$((10000 + RANDOM % (lo - 10000)))
+    printf -v hex '%04X' "$p"
+    cat /proc/net/tcp /proc/net/tcp6 2>/dev/null | grep -q ":$hex " ||
+      { echo "$p"; return; }
+  done
+  echo 0
+}
+
+# nginx (master + one worker) in front of base_poll_echo, both pinned like
+# every server. Sets server_pid (master), worker_pid, backend_pid, port.
+start_nginx() {
+  local cert=${1#nginx:} dir=$tmp/nginx bport try i hex
+  server_cmd "$1" || return 1
+  mkdir -p "$dir"
+  : >"$tmp/be.out"
+  "${srv_cpu[@]}" "${CMD[@]}" >"$tmp/be.out" 2>"$tmp/be.err" &
+  backend_pid=$!
+  for ((i = 0; i < 100; i++)); do
+    grep -q '^listening on ' "$tmp/be.out" && break
+    sleep 0.05
+  done
+  bport=$(sed -n 's/^listening on .*:\([0-9][0-9]*\)$/\1/p' "$tmp/be.out")
+  [[ -n $bport ]] || { say "  nginx backend did not start"; stop_server; return 1; }
+  for ((try = 0; try < 5; try++)); do
+    port=$(free_port)
+    sed -e "s|@DIR@|$dir|g; s|@PORT@|$port|; s|@BACKEND_PORT@|$bport|" \
+      -e "s|@CERT@|$certs/server-$cert.pem|; s|@KEY@|$certs/server-$cert.key|" \
+      -e "s|@MODULE@|$NGINX_MODULE|; s|@NOFILE@|$(ulimit -Hn)|" \
+      -e "s|@WORKER_CONNS@|$(($(ulimit -Hn) - 100))|" \
+      "$repo/bench/nginx/nginx.conf.in" >"$dir/nginx.conf"
+    : >"$dir/error.log"
+    "${srv_cpu[@]}" "$NGINX" -p "$dir" -e "$dir/error.log" \
+      -c "$dir/nginx.conf" -g 'daemon off;' >"$tmp/srv.out" 2>"$tmp/srv.err" &
+    server_pid=$!
+    printf -v hex '%04X' "$port"
+    for ((i = 0; i < 100; i++)); do
+      worker_pid=$(ps -o pid= --ppid "$server_pid" 2>/dev/null | tr -d ' ' | head -n 1)
+      [[ -n $worker_pid ]] && grep -q ":$hex 00000000:0000 0A" /proc/net/tcp && return 0
+      kill -0 "$server_pid" 2>/dev/null || break
+      sleep 0.05
+    done
+    say "  nginx did not start on $port: $(head -c 300 "$dir/error.log" "$tmp/srv.err")"
+    stop_nginx_only
+  done
+  stop_server
+  return 1
+}
+
+stop_nginx_only() {
+  local i
+  [[ -n $server_pid ]] || return 0
+  kill -TERM "$server_pid" 2>/dev/null # fast shutdown: the worker too
+  for ((i = 0; i < 60; i++)); do
+    kill -0 "$server_pid" 2>/dev/null || break
+    sleep 0.05
+  done
+  kill -KILL "$server_pid" 2>/dev/null
+  wait "$server_pid" 2>/dev/null
+  # A worker outlives a SIGKILLed master: stop it by its PID too.
+  [[ -n $worker_pid ]] && kill -KILL "$worker_pid" 2>/dev/null
+  server_pid=''
+  worker_pid=''
+}
+
 # start_server SPEC: sets server_pid and port, or returns 1.
 start_server() {
   local i
+  [[ $1 = nginx* ]] && { start_nginx "$1"; return; }
   server_cmd "$1" || return 1
   : >"$tmp/srv.out"
   "${srv_cpu[@]}" "${CMD[@]}" >"$tmp/srv.out" 2>"$tmp/srv.err" &
@@ -141,6 +302,18 @@ start_server() {
 # SIGTERM, up to 3 s, then SIGKILL; always by PID.
 stop_server() {
   local i
+  if [[ -n $worker_pid || -n $backend_pid ]]; then # nginx and its backend
+    stop_nginx_only
+    [[ -n $backend_pid ]] && kill -TERM "$backend_pid" 2>/dev/null
+    for ((i = 0; i < 60; i++)); do
+      kill -0 "$backend_pid" 2>/dev/null || break
+      sleep 0.05
+    done
+    kill -KILL "$backend_pid" 2>/dev/null
+    wait "$backend_pid" 2>/dev/null
+    backend_pid=
+    return 0
+  fi
   [[ -n $server_pid ]] || return 0
   kill -TERM "$server_pid" 2>/dev/null
   for ((i = 0; i < 60; i++)); do
@@ -250,6 +423,7 @@ want() { [[ $1 =~ $ONLY ]]; }
 spec_name() {
   case $1 in
     poll) echo "poll loop" ;;
+    epoll) echo "epoll" ;;
     rawthreads) echo "raw threads" ;;
     base:*:serial:*) echo "serial" ;;
     base:*:threads:*) echo "threads" ;;
@@ -518,6 +692,361 @@ if want overshoot && ! over_budget; then
       fi
     done
   done < <("${srv_cpu[@]}" "$bin/accept_overshoot")
+fi
+
+# ------------------------------------------------------------ issue 11
+# The event-serving figures, anchored on nginx (section names nginx-*).
+
+# not_run LABEL SPEC TARGET: a row for a server this run could not start.
+not_run() {
+  row "$1" "n/a" "n/a" "n/a" "$3" lower "NO" "$(server_why "$2")"
+}
+
+# cpu_run SPEC LOADGEN-ARGS...: one handshake run from a fresh server with
+# server CPU read by loadgen (--cpu-pids) around it. Prints
+# "SERVER_US BACKEND_US RATE ERRORS STALLED_AT_END SYS_US" (µs of CPU per
+# handshake; for nginx SERVER is master + worker and BACKEND its echo
+# backend, else BACKEND is "-"; SYS: the stime part of SERVER), or
+# "failed".
+cpu_run() {
+  local spec=$1 line pids cms sms ops a b c srv be sys st
+  shift
+  if ! start_server "$spec"; then echo failed; return; fi
+  pids=$server_pid
+  [[ $spec = nginx* ]] && pids="$server_pid,$worker_pid,$backend_pid"
+  line=$(loadgen --mode handshake --conns "$CPU_CONNS" --size 32 \
+    --tls-version 1.2 --cpu-pids "$pids" "$@")
+  stop_server
+  echo "    $spec cpu $*: $line" >>"$log"
+  ops=$(field "$line" ops)
+  cms=$(field "$line" cpu_ms)
+  if [[ -z $line || ! $ops =~ ^[0-9]+$ || $ops == 0 || -z $cms ]]; then
+    echo failed
+    return
+  fi
+  sms=$(field "$line" cpu_sys_ms)
+  IFS=, read -r a b c <<<"$sms"
+  if [[ $spec = nginx* ]]; then
+    sys=$(awk -v a="$a" -v b="$b" -v n="$ops" 'BEGIN { printf "%.1f", (a + b) * 1000 / n }')
+  else
+    sys=$(awk -v a="$a" -v n="$ops" 'BEGIN { printf "%.1f", a * 1000 / n }')
+  fi
+  IFS=, read -r a b c <<<"$cms"
+  if [[ $spec = nginx* ]]; then
+    srv=$(awk -v a="$a" -v b="$b" -v n="$ops" 'BEGIN { printf "%.1f", (a + b) * 1000 / n }')
+    be=$(awk -v c="$c" -v n="$ops" 'BEGIN { printf "%.1f", c * 1000 / n }')
+  else
+    srv=$(awk -v a="$a" -v n="$ops" 'BEGIN { printf "%.1f", a * 1000 / n }')
+    be=-
+  fi
+  st=$(field "$line" stalled_at_end)
+  echo "$srv $be $(field "$line" rate) $(field "$line" errors) ${st:--} $sys"
+}
+
+# rratios RESULTS BASE_RESULTS: per-round ratios of field 1 (round r of
+# one over round r of the other: neighbours in time, so the host's load
+# drift cancels), "a,b,c (median m)".
+rratios() {
+  local -a rq
+  mapfile -t rq < <(paste -d' ' <(awk 'NF { print $1 }' <<<"$1") \
+    <(awk 'NF { print $1 }' <<<"$2") |
+    awk '$1 ~ /^[0-9.]+$/ && $2 ~ /^[0-9.]+$/ && $2 > 0 { printf "%.2f\n", $1 / $2 }')
+  ((${#rq[@]})) || { echo n/a; return; }
+  echo "$(IFS=,; echo "${rq[*]}") (median $(median "${rq[@]}"))"
+}
+
+# col RESULTS N: the Nth field of each result line (one per line), for median.
+# medcol RESULTS N: their median.
+col() { awk -v n="$2" 'NF && $1 != "failed" { print $n }' <<<"$1"; }
+medcol() {
+  local -a mv
+  mapfile -t mv < <(col "$1" "$2")
+  median "${mv[@]}"
+}
+# cnote RESULTS: "R ok, E errors" over cpu_run results.
+cnote() {
+  awk '$1 == "failed" { f++; next } NF { ok++; e += $4 }
+       END { printf "%d ok%s, %d errors", ok, f ? " + " f " FAILED" : "", e }' <<<"$1"
+}
+spec_label() {
+  case $1 in
+    nginx:*) echo "nginx 1 worker (master+worker)" ;;
+    ssock-event-tls:*) echo "ssock-echo --event --workers 1, ${1#*:}" | sed 's/:ecdsa//' ;;
+    ssock-tls:*) echo "ssock-echo threaded, ${1#*:}" | sed 's/:ecdsa//' ;;
+    base:*:threads:*) echo "raw thread per connection, $(cut -d: -f2 <<<"$1")" ;;
+    base:*:serial:*) echo "raw serial accept loop, $(cut -d: -f2 <<<"$1")" ;;
+    *) echo "$1" ;;
+  esac
+}
+
+TLS_SPECS=(nginx:ecdsa
+  ssock-event-tls:openssl:ecdsa ssock-tls:openssl:ecdsa
+  base:openssl:threads:ecdsa base:openssl:serial:ecdsa
+  ssock-event-tls:mbedtls:ecdsa ssock-tls:mbedtls:ecdsa
+  base:mbedtls:threads:ecdsa
+  ssock-event-tls:mbedtls228:ecdsa ssock-tls:mbedtls228:ecdsa
+  base:mbedtls228:threads:ecdsa)
+
+if want nginx-cpu && ! over_budget; then
+  section "server CPU us per full TLS 1.2 handshake, ECDSA P-256, + 32 B echo: $CPU_N handshakes (mbedTLS: $((CPU_N / 2))) at $CPU_CONNS clients, utime+stime (/proc/PID/stat) around them; baseline = nginx master+worker in the same run; medians of $ROUNDS (lower is better)"
+  say "  CPU per handshake"
+  declare -A res=()
+  for ((r = 0; r < ROUNDS; r++)); do
+    for sp in "${TLS_SPECS[@]}"; do
+      { server_ok "$sp" && [[ $sp =~ $CPU_ONLY ]]; } || continue
+      # mbedTLS handshakes cost ~3x OpenSSL's: half as many still make
+      # ~1.5 s of server CPU (150 ticks).
+      cn=$CPU_N
+      [[ $sp = *mbedtls* ]] && cn=$((CPU_N / 2))
+      res[$sp]+="$(cpu_run "$sp" --count "$cn")"$'\n'
+    done
+  done
+  n=$(medcol "${res[nginx:ecdsa]:-}" 1)
+  for sp in "${TLS_SPECS[@]}"; do
+    [[ $sp =~ $CPU_ONLY ]] || continue
+    t=-
+    case $sp in ssock-event-tls:openssl:*) t="<= 0.9" ;; esac
+    if ! server_ok "$sp"; then
+      not_run "$(spec_label "$sp")" "$sp" "$t"
+      continue
+    fi
+    v=$(medcol "${res[$sp]}" 1)
+    q=$(ratio "$v" "$n")
+    m=-
+    [[ $t != - ]] && m=$(met "$q" "$t")
+    row "$(spec_label "$sp")" "$v" "$n" "$q" "$t" lower "$m" \
+      "$(cnote "${res[$sp]}"); $(fmt "$(medcol "${res[$sp]}" 3)")/s; sys $(fmt "$(medcol "${res[$sp]}" 6)") us; per round $(rratios "${res[$sp]}" "${res[nginx:ecdsa]:-}")"
+    if [[ $sp = nginx* ]]; then
+      b=$(medcol "${res[$sp]}" 2)
+      w=$(awk -v a="$v" -v b="$b" 'BEGIN { printf "%.1f", a + b }')
+      row "  - nginx's echo backend (base_poll_echo) alone" "$b" "$n" "$(ratio "$b" "$n")" - lower - ""
+      row "  - nginx + its echo backend" "$w" "$n" "$(ratio "$w" "$n")" - lower - ""
+    fi
+  done
+  unset res
+fi
+
+# idle_tls SPEC: "SERVER_B BACKEND_B HELD": VmRSS growth x 1024 / held over
+# IDLE_CONNS idle TLS 1.2 connections (handshake + 1 byte echo each); for
+# nginx SERVER is the worker and BACKEND its echo backend, else "-".
+idle_tls() {
+  local spec=$1 r0 r1 b0 b1 held i sp
+  if ! start_server "$spec"; then echo failed; return; fi
+  sp=$server_pid
+  [[ $spec = nginx* ]] && sp=$worker_pid
+  sleep 0.2
+  r0=$(rss_kib "$sp")
+  b0=$([[ -n $backend_pid ]] && rss_kib "$backend_pid")
+  : >"$tmp/idle.out"
+  timeout -k 2 180 "${cli_cpu[@]}" "$bin/loadgen" --host 127.0.0.1 \
+    --port "$port" --mode idle --conns "$IDLE_CONNS" --hold 120 --tls \
+    --tls-version 1.2 --size 1 >"$tmp/idle.out" 2>>"$tmp/lg.err" &
+  client_pid=$!
+  for ((i = 0; i < 2400; i++)); do
+    grep -q '^ready' "$tmp/idle.out" && break
+    kill -0 "$client_pid" 2>/dev/null || break
+    sleep 0.05
+  done
+  sleep 0.5
+  r1=$(rss_kib "$sp")
+  b1=$([[ -n $backend_pid ]] && rss_kib "$backend_pid")
+  held=$(sed -n 's/^ready \([0-9]*\)$/\1/p' "$tmp/idle.out")
+  kill -TERM "$client_pid" 2>/dev/null
+  wait "$client_pid" 2>/dev/null
+  client_pid=
+  stop_server
+  echo "    $spec idle tls: rss ${r0} -> ${r1} KiB (backend ${b0:--} -> ${b1:--}), held=${held:-0}" >>"$log"
+  if [[ -z $held || $held == 0 || -z $r0 || -z $r1 ]]; then
+    echo failed
+    return
+  fi
+  awk -v a="$r0" -v b="$r1" -v c="${b0:-}" -v d="${b1:-}" -v n="$held" 'BEGIN {
+    printf "%.0f %s %d\n", (b - a) * 1024 / n,
+      c == "" ? "-" : sprintf("%.0f", (d - c) * 1024 / n), n }'
+}
+
+if want nginx-mem && ! over_budget; then
+  section "server memory per idle TLS 1.2 connection, bytes (VmRSS growth x 1024 / held, $IDLE_CONNS connections, ECDSA, each did 1 B echo); baseline = nginx worker; medians of $ROUNDS (lower is better)"
+  say "  memory per idle TLS connection"
+  declare -A res=()
+  for ((r = 0; r < ROUNDS; r++)); do
+    for sp in "${TLS_SPECS[@]}"; do
+      [[ $sp = *serial* ]] && continue
+      { server_ok "$sp" && [[ $sp =~ $CPU_ONLY ]]; } || continue
+      res[$sp]+="$(idle_tls "$sp")"$'\n'
+    done
+  done
+  n=$(medcol "${res[nginx:ecdsa]:-}" 1)
+  for sp in "${TLS_SPECS[@]}"; do
+    [[ $sp = *serial* || ! $sp =~ $CPU_ONLY ]] && continue
+    t=-
+    case $sp in
+      ssock-event-tls:openssl:*) t="<= 18432 B" ;;
+      ssock-event-tls:mbedtls*) t="<= 40960 B" ;;
+    esac
+    if ! server_ok "$sp"; then
+      not_run "$(spec_label "$sp")" "$sp" "$t"
+      continue
+    fi
+    v=$(medcol "${res[$sp]}" 1)
+    held=$(medcol "${res[$sp]}" 3)
+    note="$(awk '$1 == "failed" { f++ } NF && $1 != "failed" { ok++ }
+      END { printf "%d ok%s", ok, f ? " + " f " FAILED" : "" }' <<<"${res[$sp]}"), held $held"
+    row "$(spec_label "$sp")" "$v" "$n" "$(ratio "$v" "$n")" "$t" lower \
+      "$([[ $t != - ]] && met "$v" "$t" || echo -)" "$note"
+    if [[ $sp = nginx* ]]; then
+      b=$(medcol "${res[$sp]}" 2)
+      w=$(awk -v a="$v" -v b="$b" 'BEGIN { printf "%.0f", a + b }')
+      row "  - nginx's echo backend (base_poll_echo) alone" "$b" "$n" "$(ratio "$b" "$n")" - lower - ""
+      row "  - nginx worker + its echo backend" "$w" "$n" "$(ratio "$w" "$n")" - lower - ""
+    fi
+  done
+  unset res
+fi
+
+# Open fds of a process.
+nfds() { find "/proc/$1/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l; }
+
+if want nginx-idle10k && ! over_budget; then
+  section "$BIG_IDLE idle TLS 1.2 connections (OpenSSL backend, ECDSA) held by one event worker: VmRSS KiB"
+  sp=ssock-event-tls:openssl:ecdsa
+  if ! server_ok "$sp"; then
+    not_run "$BIG_IDLE idle TLS: RSS after close - start, KiB" "$sp" "<= 512 KiB"
+  elif start_server "$sp"; then
+    say "  $BIG_IDLE idle TLS connections"
+    sleep 0.3
+    r0=$(rss_kib "$server_pid")
+    fd0=$(nfds "$server_pid")
+    : >"$tmp/idle.out"
+    timeout -k 2 300 "${cli_cpu[@]}" "$bin/loadgen" --host 127.0.0.1 \
+      --port "$port" --mode idle --conns "$BIG_IDLE" --hold 240 --tls \
+      --tls-version 1.2 --size 1 >"$tmp/idle.out" 2>>"$tmp/lg.err" &
+    client_pid=$!
+    for ((i = 0; i < 3000; i++)); do
+      grep -q '^ready' "$tmp/idle.out" && break
+      kill -0 "$client_pid" 2>/dev/null || break
+      sleep 0.05
+    done
+    sleep 1
+    r1=$(rss_kib "$server_pid")
+    fd1=$(nfds "$server_pid")
+    held=$(sed -n 's/^ready \([0-9]*\)$/\1/p' "$tmp/idle.out")
+    kill -TERM "$client_pid" 2>/dev/null
+    wait "$client_pid" 2>/dev/null
+    client_pid=
+    # Wait (bounded: 30 s) until the server has closed them all.
+    for ((i = 0; i < 600; i++)); do
+      (($(nfds "$server_pid") <= fd0)) && break
+      sleep 0.05
+    done
+    fd2=$(nfds "$server_pid")
+    sleep 1
+    r2=$(rss_kib "$server_pid")
+    stop_server
+    echo "    $sp idle10k: rss $r0 -> $r1 -> $r2 KiB, fds $fd0 -> $fd1 -> $fd2, held=${held:-0}" >>"$log"
+    pc=n/a
+    [[ ${held:-0} -gt 0 ]] && pc=$(awk -v a="$r0" -v b="$r1" -v n="$held" 'BEGIN { printf "%.0f", (b - a) * 1024 / n }')
+    row "connections held (of $BIG_IDLE)" "${held:-0}" "$BIG_IDLE" "-" "-" higher \
+      "$([[ ${held:-0} == "$BIG_IDLE" ]] && echo yes || echo NO)" "fds $fd0 -> $fd1 -> $fd2 (start, held, closed)"
+    row "bytes per connection while held" "$pc" "-" "-" "<= 18432 B" lower "$(met "$pc" "<= 18432 B")" ""
+    row "RSS KiB: start / held" "$r0" "$r1" "-" "-" lower - ""
+    d=$((r2 - r0))
+    row "RSS after all closed minus start, KiB (slack 512)" "$d" "$r2" "-" "<= 512 KiB" lower "$(met "$d" "<= 512 KiB")" "after ${i} x 50 ms + 1 s"
+  else
+    row "$BIG_IDLE idle TLS" failed failed n/a "-" lower NO "server did not start"
+  fi
+fi
+
+if want nginx-inflight && ! over_budget; then
+  section "handshakes in flight: K clients stalled mid-handshake (ClientHello sent, server's first flight received but never processed, then silence; each from its own 127.2.x.x source), meanwhile $INFLIGHT_N good TLS 1.2 ECDSA handshakes at $CPU_CONNS clients: server CPU us per good handshake; baseline = nginx at the same K; medians of $ROUNDS"
+  say "  handshakes in flight"
+  HS_TIMEOUT=120000 MAX_HS=8192
+  IF_SPECS=(nginx:ecdsa ssock-event-tls:openssl:ecdsa ssock-tls:openssl:ecdsa)
+  declare -A res=()
+  # Rounds outermost: each round sweeps every K, so the host's load drift
+  # spreads over all of them instead of tilting the curve.
+  for ((r = 0; r < ROUNDS; r++)); do
+    for k in $INFLIGHT; do
+      over_budget && break
+      for sp in "${IF_SPECS[@]}"; do
+        server_ok "$sp" || continue
+        res[$sp:$k]+="$(cpu_run "$sp" --count "$INFLIGHT_N" --stall "$k")"$'\n'
+      done
+    done
+  done
+  for sp in "${IF_SPECS[@]}"; do
+    if ! server_ok "$sp"; then
+      not_run "$(spec_label "$sp")" "$sp" "-"
+      continue
+    fi
+    first=
+    for k in $INFLIGHT; do
+      [[ -n ${res[$sp:$k]:-} ]] || { row "$(spec_label "$sp"), K=$k" skipped skipped n/a - lower NO "skipped: time budget"; continue; }
+      v=$(medcol "${res[$sp:$k]}" 1)
+      n=$(medcol "${res[nginx:ecdsa:$k]:-}" 1)
+      rt=$(medcol "${res[$sp:$k]}" 3)
+      st=$(col "${res[$sp:$k]}" 5 | sort -g | head -n 1)
+      [[ -z $first ]] && first=$v
+      row "$(spec_label "$sp"), K=$k" "$v" "$n" "$(ratio "$v" "$n")" - lower - \
+        "$(cnote "${res[$sp:$k]}"); $(fmt "$rt") good/s; stalled still open at end >= ${st:-?}/$k; per round $(rratios "${res[$sp:$k]}" "${res[nginx:ecdsa:$k]:-}")"
+    done
+    q=$(ratio "$v" "$first")
+    t=-
+    [[ $sp = ssock-event-tls:* ]] && t="<= 1.1"
+    row "  - CPU at K=${k} / CPU at K=${INFLIGHT%% *} (flat = 1)" "$v" "$first" "$q" "$t" lower \
+      "$([[ $t != - ]] && met "$q" "$t" || echo -)" ""
+  done
+  HS_TIMEOUT=10000 MAX_HS=1024
+  unset res
+fi
+
+if want nginx-plain && ! over_budget; then
+  section "plain TCP: ssock-echo --event --workers 1 vs base_epoll_echo (epoll loop) and base_poll_echo (poll loop)"
+  if ! server_ok ssock-event; then
+    not_run "connections/s and echo round trips/s" ssock-event ">= 1.0"
+  else
+    compare "connections/s, 8 clients" ">= 1.0" rate ssock-event "epoll,poll" \
+      --mode connect --conns 8 "${W[@]}"
+    compare "echo round trips/s, 1 client, 64 B" ">= 1.0" rate,p50_us \
+      ssock-event "epoll,poll" --mode echo --conns 1 --size 64 "${W[@]}"
+    compare "echo round trips/s, 8 clients, 64 B" ">= 1.0" rate,p99_us \
+      ssock-event "epoll,poll" --mode echo --conns 8 --size 64 "${W[@]}"
+    sw 1000 2
+    compare "echo round trips/s, 1000 clients, 64 B" ">= 1.0" rate,p99_us \
+      ssock-event "epoll,poll" --mode echo --conns 1000 --size 64 "${SW[@]}"
+    # Server CPU per operation: steadier than throughput on a shared host.
+    declare -A res=()
+    for ((r = 0; r < ROUNDS; r++)); do
+      for sp in ssock-event epoll poll; do
+        server_ok "$sp" || continue
+        for m in connect echo; do
+          if ! start_server "$sp"; then res[$sp:$m]+=$'failed\n'; continue; fi
+          if [[ $m = connect ]]; then
+            line=$(loadgen --mode connect --conns 8 --count 30000 --cpu-pids "$server_pid")
+          else
+            line=$(loadgen --mode echo --conns 8 --size 64 --warmup-ms 0 \
+              --duration-ms "$DUR_MS" --cpu-pids "$server_pid")
+          fi
+          stop_server
+          echo "    $sp cpu $m: $line" >>"$log"
+          v=$(field "$line" cpu_us_per_op)
+          res[$sp:$m]+="${v:-failed} - - $(field "$line" errors)"$'\n'
+        done
+      done
+    done
+    for m in connect echo; do
+      s=$(medcol "${res[ssock-event:$m]:-}" 1)
+      for sp in epoll poll; do
+        b=$(medcol "${res[$sp:$m]:-}" 1)
+        l="CPU us per connection (connect+close), 8 clients"
+        [[ $m = echo ]] && l="CPU us per echo round trip, 8 clients, 64 B"
+        row "$l (vs $(spec_name "$sp"))" "$s" "$b" "$(ratio "$s" "$b")" "<= 1.0" lower \
+          "$(met "$(ratio "$s" "$b")" "<= 1.0")" \
+          "$(cnote "${res[ssock-event:$m]:-}") / $(cnote "${res[$sp:$m]:-}"); per round $(rratios "${res[ssock-event:$m]:-}" "${res[$sp:$m]:-}")"
+      done
+    done
+    unset res
+  fi
 fi
 
 echo
