@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <time.h>
@@ -189,11 +190,22 @@ static void *client_main(void *arg)
         break;
     }
     case CLIENT_BULK: {
-        struct timespec nap = {0, 50 * 1000 * 1000};
+        struct timespec nap = {0, 10 * 1000 * 1000};
         size_t n, i;
+        int queued = -1, same = 0;
 
-        /* let the server fill the socket first: its writes must block */
-        (void)nanosleep(&nap, NULL);
+        /* let the server fill the socket first: its writes must block.
+         * Wait until the unread bytes stop growing for 100 ms (at most
+         * 10 s): a fixed nap was too short under TSan, where encrypting
+         * the first buffer-full takes longer than the nap. */
+        for (int t = 0; t < 1000 && same < 10; t++) {
+            int q = 0;
+            (void)nanosleep(&nap, NULL);
+            if (ioctl(c->fd, FIONREAD, &q) != 0)
+                break;
+            same = q > 0 && q == queued ? same + 1 : 0;
+            queued = q;
+        }
         c->bulk_ok = 1;
         while (c->bulk_got < BULK_LEN) {
             if (SSL_read_ex(ssl, buf, sizeof buf, &n) != 1)
