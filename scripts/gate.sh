@@ -359,7 +359,7 @@ stage cross-arm64 cross_test arm64
 stage cross-armhf cross_test armhf
 stage examples    examples_smoke
 stage consumer    consumer_counted
-stage fuzz        fuzz/run.sh all 20
+stage fuzz        fuzz/run.sh all 15
 # Mutation testing (scripts/mutants.sh, ~20 min on 2 cores) is too slow for
 # every gate run: SSOCK_MUTANTS=1 adds it. CI sets it for every change that
 # touches src/ (`git diff --quiet HEAD^ HEAD -- src/` fails), so each change

@@ -1914,8 +1914,8 @@ static void rotate_load(int backend, int mode)
 {
     /* Under Valgrind a handshake takes a few hundred ms: fewer, slower
      * swaps, so that handshakes still fit between two of them. */
-    const int secs = th_slow_mode() == 1 ? 4 : 3;
-    const int swaps_per_s = th_slow_mode() == 1 ? 2 : 8;
+    const int secs = th_slow_mode() == 1 ? 3 : 1;
+    const int swaps_per_s = th_slow_mode() == 1 ? 2 : 16;
     const int nswaps = secs * swaps_per_s;
     load_ders();
     ssock_tls_config *e = tls_cfg(backend, ECDSA, 0);

@@ -708,7 +708,7 @@ static void run_write_exact(int be)
     th_thread rt;
     assert_int_equal(th_thread_start(&rt, reader_main, &r), 0);
     const uint64_t target =
-        w.total + (th_slow_mode() == 1 ? 256 * 1024 : 4 * 1024 * 1024);
+        w.total + (th_slow_mode() == 1 ? 256 * 1024 : 1024 * 1024);
     int64_t end = th_now_ms() + 60000;
     while (w.total < target && th_now_ms() < end) {
         uint64_t before = w.total;
