@@ -677,7 +677,7 @@ static int pending_step_inner(ssock_server *srv, ssock__deadline d,
     struct epoll_event ev[STEP_EVENTS];
     int rc = 0;
 
-    take_new_config(srv);
+    /* (A swapped configuration is taken in start(), per new connection.) */
     if (hs->ready_head == NULL) {
         expire(srv, ssock__now_ns());
         int n = epoll_wait(srv->ep, ev, STEP_EVENTS, 0);

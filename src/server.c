@@ -774,14 +774,7 @@ int ssock_server_next_timeout(const ssock_server *srv)
 {
     if (srv == NULL || atomic_load(&srv->state) != SSOCK__OPEN)
         return -1;
-    ssock__deadline d = srv->acc->next_deadline(srv);
-    if (d == 0)
-        return -1;
-    uint64_t now = ssock__now_ns();
-    if (d <= now)
-        return 0;
-    uint64_t ms = (d - now + 999999u) / 1000000u;
-    return ms > 0x7fffffff ? 0x7fffffff : (int)ms;
+    return ssock__deadline_poll_ms(srv->acc->next_deadline(srv));
 }
 
 int ssock_server_stats_sized(const ssock_server *srv, ssock_server_stats *out,

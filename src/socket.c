@@ -409,31 +409,19 @@ int ssock_socket_flush(ssock_socket *s)
     return rc;
 }
 
-static int ms_until(uint64_t at, uint64_t now)
-{
-    if (at <= now)
-        return 0;
-    uint64_t ms = (at - now + 999999u) / 1000000u;
-    return ms > 0x7fffffff ? 0x7fffffff : (int)ms;
-}
-
 int ssock_socket_next_timeout(const ssock_socket *s)
 {
     if (s == NULL || !s->nonblocking ||
         (atomic_load(&s->ctl) & SSOCK__CTL_CLOSED))
         return -1;
-    uint64_t now = ssock__now_ns();
-    int best = -1;
+    /* Idle clocks as deadlines: ssock__deadline_poll_ms() rounds up, says
+     * 0 once passed and -1 for "never" (0). */
+    ssock__deadline r = 0, w = 0;
     if (s->read_timeout_ms != SSOCK_WAIT_FOREVER)
-        best = ms_until(s->read_idle_since + ms_ns(s->read_timeout_ms), now);
-    if (s->write_timeout_ms != SSOCK_WAIT_FOREVER &&
-        s->write_stall_since != 0) {
-        int w =
-            ms_until(s->write_stall_since + ms_ns(s->write_timeout_ms), now);
-        if (best < 0 || w < best)
-            best = w;
-    }
-    return best;
+        r = s->read_idle_since + ms_ns(s->read_timeout_ms);
+    if (s->write_timeout_ms != SSOCK_WAIT_FOREVER && s->write_stall_since != 0)
+        w = s->write_stall_since + ms_ns(s->write_timeout_ms);
+    return ssock__deadline_poll_ms(r == 0 || (w != 0 && w < r) ? w : r);
 }
 
 /* ---- I/O ------------------------------------------------------------------

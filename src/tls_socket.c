@@ -250,6 +250,21 @@ static int flush_queue(ssock_socket *s)
     return 0;
 }
 
+/* Everything queued out, in order: the out buffer, the record the backend
+ * holds (which refills the out buffer), the out buffer again. 0 when all
+ * is out, SSOCK__TLS_WANT_WRITE, or a negative status. */
+static int drain_out(ssock_socket *s)
+{
+    struct tls_conn *c = s->tls;
+    int rc = out_push(s);
+    if (rc == 0 && c->q != NULL) {
+        rc = flush_queue(s);
+        if (rc == 0)
+            rc = out_push(s);
+    }
+    return rc;
+}
+
 static int tls_read_nb(ssock_socket *s, void *buf, size_t len, size_t *n)
 {
     struct tls_conn *c = s->tls;
@@ -337,14 +352,7 @@ static int tls_flush(ssock_socket *s)
     if (c->wbroken)
         return SSOCK_EBROKEN;
     size_t before = c->qoff + c->ooff;
-    int rc = out_push(s);
-    if (rc == 0 && c->q != NULL) {
-        if (c->wbroken)
-            return SSOCK_EBROKEN;
-        rc = flush_queue(s);
-        if (rc == 0)
-            rc = out_push(s);
-    }
+    int rc = drain_out(s);
     if (is_want(rc))
         return write_blocked(s, rc, c->qoff + c->ooff != before);
     if (rc < 0)
@@ -417,12 +425,7 @@ static int tls_write(ssock_socket *s, const char *buf, size_t len,
     if (c->q != NULL || c->ob != NULL) {
         /* Back in blocking mode with bytes queued: out with them first. */
         for (;;) {
-            rc = out_push(s);
-            if (rc == 0 && c->q != NULL) {
-                rc = flush_queue(s);
-                if (rc == 0)
-                    rc = out_push(s);
-            }
+            rc = drain_out(s);
             if (!is_want(rc))
                 break;
             rc = wait_more(s, want_events(rc),
@@ -520,8 +523,7 @@ static void tls_goodbye(ssock_socket *s)
         return;
     if (s->nonblocking) {
         /* Never wait: what the kernel takes now, and nothing more. */
-        if (out_push(s) == 0 && flush_queue(s) == 0 && out_push(s) == 0 &&
-            !c->notify_sent) {
+        if (drain_out(s) == 0 && !c->notify_sent) {
             (void)send_close_notify(s, ssock__now_ns(), 1);
             (void)out_push(s);
         }
